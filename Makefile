@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sagakit-installed
 LAB_PORT ?= 8888
+# Jupyter refuses to run as root (containers, CI) unless told so explicitly.
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup lab test lint typecheck pytest notebooks server-start server-stop doctor clean
@@ -20,7 +22,7 @@ setup: $(STAMP)
 ## lab: set up, start the Temporal dev server, open JupyterLab on the notebooks (loopback, token on)
 lab: setup
 	$(BIN)/python -m sagakit server start
-	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --notebook-dir=notebooks
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --notebook-dir=notebooks $(LAB_ROOT)
 
 ## test: lint, type-check, then pytest (sagakit tests and every notebook under nbval)
 test: setup lint typecheck pytest

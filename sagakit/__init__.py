@@ -7,10 +7,14 @@ from sagakit.client import configured_profile, connect, web_ui_url
 from sagakit.devserver import (
     DevServer,
     DevServerConfig,
+    PortState,
     ServerStatus,
+    default_data_dir,
     find_temporal_binary,
     find_test_server_binary,
+    probe_port,
 )
+from sagakit.doctor import DoctorCheck, run_doctor
 from sagakit.errors import (
     ConfigurationError,
     PortInUseError,
@@ -28,7 +32,9 @@ __all__ = [
     "ConfigurationError",
     "DevServer",
     "DevServerConfig",
+    "DoctorCheck",
     "PortInUseError",
+    "PortState",
     "SagakitError",
     "ServerError",
     "ServerStartError",
@@ -37,9 +43,12 @@ __all__ = [
     "TemporalBinaryNotFound",
     "configured_profile",
     "connect",
+    "default_data_dir",
     "find_temporal_binary",
     "find_test_server_binary",
+    "probe_port",
     "quiet_runtime",
+    "run_doctor",
     "running_worker",
     "show_source",
     "web_ui_url",

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from sagakit.devserver import DevServer, DevServerConfig, default_data_dir
-from sagakit.doctor import run_checks
+from sagakit.doctor import run_doctor
 from sagakit.errors import SagakitError
 
 
@@ -37,7 +37,7 @@ async def _run(args: argparse.Namespace) -> int:
         port=args.port, ui_port=args.ui_port, data_dir=args.data_dir or default_data_dir()
     )
     if args.command == "doctor":
-        checks = await run_checks(config)
+        checks = await run_doctor(config)
         for check in checks:
             print(check.render())
         failed = sum(check.verdict == "fail" for check in checks)

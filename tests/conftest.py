@@ -37,7 +37,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 async def client() -> AsyncIterator[Client]:
     """A client of the session's real Temporal server."""
-    yield await sagakit.connect()
+    return await sagakit.connect()
 
 
 @pytest.fixture

