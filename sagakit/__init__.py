@@ -26,6 +26,7 @@ from sagakit.errors import (
 )
 from sagakit.notebook import show_source
 from sagakit.runtime import quiet_runtime
+from sagakit.testing import time_skipping_environment
 from sagakit.worker import running_worker
 
 __all__ = [
@@ -51,5 +52,6 @@ __all__ = [
     "run_doctor",
     "running_worker",
     "show_source",
+    "time_skipping_environment",
     "web_ui_url",
 ]
