@@ -1,0 +1,566 @@
+"""History views over real event histories: rows, spans, tables and the timeline plot.
+
+The live tests run small workflows on the real dev server and read their
+histories back. The offline tests read a history stored in ``tests/data/``, so
+the views can be checked without a server. To record the stored histories
+again (after changing the workflows below), run the whole module with::
+
+    SAGAKIT_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_history.py -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import activity, workflow
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+# The workflow sandbox re-imports this module for each workflow run; pass the rest through.
+with workflow.unsafe.imports_passed_through():
+    import pytest
+    from matplotlib.figure import Figure
+
+    from sagakit.history import (
+        ActivitySpan,
+        HistoryFileError,
+        activity_spans,
+        event_counts,
+        event_type_name,
+        fetch_history,
+        history_rows,
+        history_table,
+        load_history,
+        looks_like_compensation,
+        plot_timeline,
+        save_history,
+        spans_table,
+    )
+    from sagakit.worker import running_worker
+
+DATA = Path(__file__).parent / "data"
+TRIP_HISTORY = DATA / "trip_saga_history.json"
+FLAKY_HISTORY = DATA / "flaky_retry_history.json"
+
+TIMEOUT = timedelta(seconds=10)
+
+
+# --- activities --------------------------------------------------------------------------------
+
+WORK = 0.2  # seconds each step "works", so the bars in a stored timeline are wide enough to see
+
+
+@activity.defn
+async def reserve_car(trip: str) -> str:
+    await asyncio.sleep(WORK)
+    return f"car for {trip}"
+
+
+@activity.defn
+async def book_hotel(trip: str) -> str:
+    await asyncio.sleep(WORK)
+    return f"hotel for {trip}"
+
+
+@activity.defn
+async def charge_card(trip: str) -> str:
+    await asyncio.sleep(WORK)
+    return f"charged {trip}"
+
+
+@activity.defn(name="charge_card")
+async def declined_card(trip: str) -> str:
+    await asyncio.sleep(WORK)
+    raise ApplicationError(f"card declined on attempt {activity.info().attempt}")
+
+
+@activity.defn
+async def flaky_lookup(trip: str) -> str:
+    """Fails on attempts 1 and 2, succeeds on attempt 3 (keyed to the attempt, not a counter)."""
+    attempt = activity.info().attempt
+    if attempt < 3:
+        raise ApplicationError(f"lookup service unavailable (attempt {attempt})")
+    return f"found {trip}"
+
+
+class Gate:
+    """An activity that reports it has started and then waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    @activity.defn(name="book_flight")
+    async def book_flight(self, trip: str) -> str:
+        self.started.set()
+        async with asyncio.timeout(20):
+            await self.opened.wait()
+        return f"flight for {trip}"
+
+
+class Gathering:
+    """Activities that wait for each other, so they provably run at the same time."""
+
+    def __init__(self, parties: int) -> None:
+        self.barrier = asyncio.Barrier(parties)
+
+    async def _meet(self) -> None:
+        async with asyncio.timeout(20):
+            await self.barrier.wait()
+        await asyncio.sleep(WORK)
+
+    @activity.defn(name="cancel_car")
+    async def cancel_car(self, trip: str) -> str:
+        await self._meet()
+        return f"car for {trip} cancelled"
+
+    @activity.defn(name="cancel_hotel")
+    async def cancel_hotel(self, trip: str) -> str:
+        await self._meet()
+        return f"hotel for {trip} cancelled"
+
+    @activity.defn(name="refund_card")
+    async def refund_card(self, trip: str) -> str:
+        await self._meet()
+        return f"{trip} refunded"
+
+
+# --- workflows ---------------------------------------------------------------------------------
+
+
+@workflow.defn
+class SequentialTrip:
+    @workflow.run
+    async def run(self, trip: str) -> list[str]:
+        return [
+            await workflow.execute_activity(step, trip, start_to_close_timeout=TIMEOUT)
+            for step in (reserve_car, book_hotel, charge_card)
+        ]
+
+
+@workflow.defn
+class FlakyLookup:
+    @workflow.run
+    async def run(self, trip: str) -> str:
+        return await workflow.execute_activity(
+            flaky_lookup,
+            trip,
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=100),
+                backoff_coefficient=1.0,
+                maximum_attempts=5,
+            ),
+        )
+
+
+@workflow.defn
+class ParallelUndo:
+    @workflow.run
+    async def run(self, trip: str) -> list[str]:
+        return list(
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity(name, trip, start_to_close_timeout=TIMEOUT)
+                    for name in ("cancel_car", "cancel_hotel", "refund_card")
+                )
+            )
+        )
+
+
+@workflow.defn
+class WaitingTrip:
+    @workflow.run
+    async def run(self, trip: str) -> str:
+        return await workflow.execute_activity(
+            "book_flight", trip, result_type=str, start_to_close_timeout=TIMEOUT
+        )
+
+
+@workflow.defn
+class FailingTrip:
+    """A hand-written mini saga: two steps, a payment that fails twice, two undos in parallel."""
+
+    @workflow.run
+    async def run(self, trip: str) -> str:
+        await workflow.execute_activity(reserve_car, trip, start_to_close_timeout=TIMEOUT)
+        await workflow.execute_activity(book_hotel, trip, start_to_close_timeout=TIMEOUT)
+        try:
+            return await workflow.execute_activity(
+                "charge_card",
+                trip,
+                result_type=str,
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(milliseconds=100), maximum_attempts=2
+                ),
+            )
+        except Exception as err:
+            await asyncio.gather(
+                workflow.execute_activity("cancel_hotel", trip, start_to_close_timeout=TIMEOUT),
+                workflow.execute_activity("cancel_car", trip, start_to_close_timeout=TIMEOUT),
+            )
+            raise ApplicationError(f"trip {trip} not booked", non_retryable=True) from err
+
+
+async def _run_failing_trip(client: Client, task_queue: str, workflow_id: str) -> WorkflowHistory:
+    gathering = Gathering(2)
+    async with running_worker(
+        client,
+        task_queue=task_queue,
+        workflows=[FailingTrip],
+        activities=[
+            reserve_car,
+            book_hotel,
+            declined_card,
+            gathering.cancel_car,
+            gathering.cancel_hotel,
+        ],
+    ):
+        handle = await client.start_workflow(
+            FailingTrip.run, "lisbon", id=workflow_id, task_queue=task_queue
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    return await handle.fetch_history()
+
+
+async def _run_flaky(client: Client, task_queue: str, workflow_id: str) -> WorkflowHistory:
+    async with running_worker(
+        client, task_queue=task_queue, workflows=[FlakyLookup], activities=[flaky_lookup]
+    ):
+        handle = await client.start_workflow(
+            FlakyLookup.run, "porto", id=workflow_id, task_queue=task_queue
+        )
+        assert await handle.result() == "found porto"
+    return await handle.fetch_history()
+
+
+def _activity_events(history: WorkflowHistory) -> list[tuple[str, str | None, int | None]]:
+    return [
+        (row.type, row.activity, row.attempt)
+        for row in history_rows(history)
+        if row.type.startswith("ActivityTask")
+    ]
+
+
+def _overlap(spans: list[ActivitySpan]) -> bool:
+    """All spans' last attempts share a common moment."""
+    starts = [s.last_attempt_start for s in spans]
+    ends = [s.end for s in spans]
+    assert all(t is not None for t in starts + ends)
+    return max(t for t in starts if t is not None) < min(t for t in ends if t is not None)
+
+
+# --- live tests --------------------------------------------------------------------------------
+
+
+async def test_sequential_history_rows_spans_and_table(client: Client, task_queue: str) -> None:
+    async with running_worker(
+        client,
+        task_queue=task_queue,
+        workflows=[SequentialTrip],
+        activities=[reserve_car, book_hotel, charge_card],
+    ):
+        handle = await client.start_workflow(
+            SequentialTrip.run, "rome", id=f"seq-{task_queue}", task_queue=task_queue
+        )
+        await handle.result()
+    history = await fetch_history(client, handle.id)
+
+    rows = history_rows(history)
+    assert [r.event_id for r in rows] == list(range(1, len(rows) + 1))
+    assert rows[0].type == "WorkflowExecutionStarted"
+    assert rows[0].offset == 0.0
+    assert rows[-1].type == "WorkflowExecutionCompleted"
+    assert all(r.failure is None for r in rows)
+    names = ["reserve_car", "book_hotel", "charge_card"]
+    per_activity = [
+        (t, name, attempt)
+        for name in names
+        for t, attempt in (
+            ("ActivityTaskScheduled", None),
+            ("ActivityTaskStarted", 1),
+            ("ActivityTaskCompleted", 1),
+        )
+    ]
+    assert _activity_events(history) == per_activity
+
+    spans = activity_spans(history)
+    assert [(s.activity, s.activity_id, s.attempts, s.outcome) for s in spans] == [
+        (name, str(i), 1, "completed") for i, name in enumerate(names, start=1)
+    ]
+    assert not any(s.is_compensation or s.retried for s in spans)
+    for earlier, later in itertools.pairwise(spans):
+        assert earlier.end is not None
+        assert later.start >= earlier.end, "a sequential step began before the previous ended"
+
+    counts = event_counts(history)
+    assert counts["ActivityTaskScheduled"] == counts["ActivityTaskCompleted"] == 3
+    assert counts["WorkflowExecutionCompleted"] == 1
+
+    text = history_table(history, workflow_tasks=False).text()
+    assert "WorkflowTask" not in text
+    assert text.splitlines()[1].split() == ["id", "time", "type", "activity", "attempt", "failure"]
+    assert "+0.000 s  WorkflowExecutionStarted" in text
+
+
+async def test_retried_activity_shows_attempts_and_previous_failure(
+    client: Client, task_queue: str
+) -> None:
+    history = await _run_flaky(client, task_queue, f"flaky-{task_queue}")
+
+    # Only the last attempt has events; the earlier two are visible through it.
+    assert _activity_events(history) == [
+        ("ActivityTaskScheduled", "flaky_lookup", None),
+        ("ActivityTaskStarted", "flaky_lookup", 3),
+        ("ActivityTaskCompleted", "flaky_lookup", 3),
+    ]
+    started = next(r for r in history_rows(history) if r.type == "ActivityTaskStarted")
+    assert started.previous_failure == "lookup service unavailable (attempt 2)"
+    assert (
+        "attempt 2 failed: lookup service unavailable (attempt 2)" in history_table(history).text()
+    )
+
+    [span] = activity_spans(history)
+    assert (span.attempts, span.outcome, span.retried) == (3, "completed", True)
+    assert span.failure is None
+    assert span.previous_failure == "lookup service unavailable (attempt 2)"
+    assert span.last_attempt_start is not None
+    assert span.end is not None
+    assert span.start <= span.last_attempt_start <= span.end
+
+
+async def test_parallel_activities_overlap_in_spans_and_plot(
+    client: Client, task_queue: str
+) -> None:
+    gathering = Gathering(3)
+    async with running_worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ParallelUndo],
+        activities=[gathering.cancel_car, gathering.cancel_hotel, gathering.refund_card],
+    ):
+        handle = await client.start_workflow(
+            ParallelUndo.run, "oslo", id=f"parallel-{task_queue}", task_queue=task_queue
+        )
+        await handle.result()
+    history = await handle.fetch_history()
+
+    spans = activity_spans(history)
+    assert sorted(s.activity for s in spans) == ["cancel_car", "cancel_hotel", "refund_card"]
+    assert all(s.is_compensation and s.outcome == "completed" for s in spans)
+    assert _overlap(spans), "activities that waited for each other must overlap"
+
+    figure = plot_timeline(history)
+    [ax] = figure.axes
+    bars = [p for p in ax.patches if p.get_gid() == "activity"]
+    assert len(bars) == 3
+    assert len({bar.get_y() for bar in bars}) == 3, "each execution gets its own row"
+    assert "compensation" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+async def test_failing_saga_history(client: Client, task_queue: str) -> None:
+    recording = bool(os.environ.get("SAGAKIT_RECORD_HISTORIES"))
+    workflow_id = "trip-lisbon-example" if recording else f"trip-{task_queue}"
+    history = await _run_failing_trip(client, task_queue, workflow_id)
+    if recording:
+        save_history(history, TRIP_HISTORY)
+
+    rows = history_rows(history)
+    failed = [r for r in rows if r.type == "ActivityTaskFailed"]
+    assert [(r.activity, r.attempt, r.failure) for r in failed] == [
+        ("charge_card", 2, "card declined on attempt 2")
+    ]
+    assert rows[-1].type == "WorkflowExecutionFailed"
+    assert (
+        rows[-1].failure
+        == "trip lisbon not booked: Activity task failed: card declined on attempt 2"
+    )
+
+    spans = activity_spans(history)
+    assert [(s.activity, s.outcome, s.is_compensation) for s in spans[:3]] == [
+        ("reserve_car", "completed", False),
+        ("book_hotel", "completed", False),
+        ("charge_card", "failed", False),
+    ]
+    assert {s.activity for s in spans[3:]} == {"cancel_car", "cancel_hotel"}
+    assert all(s.is_compensation for s in spans[3:])
+    assert _overlap(spans[3:])
+
+
+async def test_running_activity_has_no_started_event_yet(client: Client, task_queue: str) -> None:
+    gate = Gate()
+    async with running_worker(
+        client, task_queue=task_queue, workflows=[WaitingTrip], activities=[gate.book_flight]
+    ):
+        handle = await client.start_workflow(
+            WaitingTrip.run, "nice", id=f"waiting-{task_queue}", task_queue=task_queue
+        )
+        async with asyncio.timeout(20):
+            await gate.started.wait()
+        history = await handle.fetch_history()
+        gate.opened.set()
+        assert await handle.result() == "flight for nice"
+
+    assert "ActivityTaskStarted" not in event_counts(history)
+    [span] = activity_spans(history)
+    assert (span.activity, span.outcome, span.attempts, span.end) == (
+        "book_flight",
+        "running",
+        0,
+        None,
+    )
+    assert span.last_attempt_start is None
+    bars = [p for p in plot_timeline(history).axes[0].patches if p.get_gid() == "activity"]
+    assert [bar.get_linestyle() for bar in bars] == ["--"]
+
+    finished = activity_spans(await handle.fetch_history())
+    assert [(s.outcome, s.attempts) for s in finished] == [("completed", 1)]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SAGAKIT_RECORD_HISTORIES"), reason="set SAGAKIT_RECORD_HISTORIES=1"
+)
+async def test_record_flaky_history(client: Client, task_queue: str) -> None:
+    history = await _run_flaky(client, task_queue, "flaky-lookup-example")
+    save_history(history, FLAKY_HISTORY)
+    assert load_history(FLAKY_HISTORY).events == history.events
+
+
+# --- offline tests on stored histories ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trip() -> WorkflowHistory:
+    return load_history(TRIP_HISTORY)
+
+
+def test_stored_history_loads_with_its_workflow_id(trip: WorkflowHistory) -> None:
+    assert trip.workflow_id.startswith("trip-")
+    assert event_type_name(trip.events[0]) == "WorkflowExecutionStarted"
+    assert load_history(TRIP_HISTORY, workflow_id="other").workflow_id == "other"
+
+
+def test_stored_rows_link_every_activity_event_to_its_activity(trip: WorkflowHistory) -> None:
+    rows = history_rows(trip)
+    activity_rows = [r for r in rows if r.type.startswith("ActivityTask")]
+    assert activity_rows, "the stored history has activity events"
+    assert all(r.activity is not None and r.activity_id is not None for r in activity_rows)
+    closed = [r for r in activity_rows if r.type != "ActivityTaskScheduled"]
+    assert all(r.attempt is not None for r in closed)
+    assert [r.activity for r in rows if r.type == "ActivityTaskScheduled"][:3] == [
+        "reserve_car",
+        "book_hotel",
+        "charge_card",
+    ]
+    assert all(r.offset >= 0 for r in rows)
+
+
+def test_stored_spans(trip: WorkflowHistory) -> None:
+    spans = activity_spans(trip)
+    charge = next(s for s in spans if s.activity == "charge_card")
+    assert (charge.attempts, charge.outcome) == (2, "failed")
+    assert charge.failure == "card declined on attempt 2"
+    assert charge.previous_failure == "card declined on attempt 1"
+    undo = [s for s in spans if s.is_compensation]
+    assert sorted(s.activity for s in undo) == ["cancel_car", "cancel_hotel"]
+    assert _overlap(undo)
+    assert all(s.start >= (charge.end or 0.0) for s in undo), "undo starts after the failure"
+
+
+def test_custom_compensation_test(trip: WorkflowHistory) -> None:
+    by_name = activity_spans(trip, is_compensation={"cancel_car"})
+    assert [s.activity for s in by_name if s.is_compensation] == ["cancel_car"]
+    by_predicate = activity_spans(trip, is_compensation=lambda name: name.endswith("_card"))
+    assert [s.activity for s in by_predicate if s.is_compensation] == ["charge_card"]
+
+
+def test_looks_like_compensation() -> None:
+    assert looks_like_compensation("cancel_hotel")
+    assert looks_like_compensation("RefundPayment")
+    assert looks_like_compensation("put_back_stock")
+    assert not looks_like_compensation("book_hotel")
+    assert not looks_like_compensation("output_receipt")
+
+
+def test_stored_tables(trip: WorkflowHistory) -> None:
+    text = history_table(trip).text()
+    lines = text.splitlines()
+    assert lines[0] == f"History of {trip.workflow_id}"
+    assert len(lines) == 3 + len(trip.events)
+    assert "attempt 1 failed: card declined on attempt 1" in text
+    assert "ActivityTaskFailed" in text
+
+    spans_text = spans_table(activity_spans(trip)).text().splitlines()
+    assert spans_text[1].split() == [
+        "activity",
+        "id",
+        "attempts",
+        "start",
+        "end",
+        "outcome",
+        "compensation",
+        "failure",
+    ]
+    assert any(line.startswith("charge_card") and "failed" in line for line in spans_text)
+
+
+def test_stored_plot(trip: WorkflowHistory) -> None:
+    figure = plot_timeline(trip, title="Lisbon trip")
+    assert isinstance(figure, Figure)
+    [ax] = figure.axes
+    spans = activity_spans(trip)
+    assert len([p for p in ax.patches if p.get_gid() == "activity"]) == len(spans) == 5
+    assert len([p for p in ax.patches if p.get_gid() == "retries"]) == 1
+    assert ax.get_title() == "Lisbon trip"
+    assert ax.get_xlabel() == "time since the workflow started (s)"
+    assert ax.get_ylabel()
+    assert [t.get_text() for t in ax.get_yticklabels()] == [s.activity for s in spans]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"forward step", "compensation", "failed"} <= set(legend)
+    assert figure._repr_png_().startswith(b"\x89PNG")  # type: ignore[attr-defined]
+
+
+def test_plot_into_given_axes_from_spans(trip: WorkflowHistory) -> None:
+    figure = Figure()
+    ax = figure.add_subplot()
+    spans = activity_spans(trip)[:2]
+    assert plot_timeline(spans, ax=ax) is figure
+    assert ax.get_title() == "Activity timeline"
+    assert len([p for p in ax.patches if p.get_gid() == "activity"]) == 2
+
+
+def test_plot_of_no_activities() -> None:
+    figure = plot_timeline([])
+    assert figure.axes[0].texts[0].get_text() == "no activities in this history"
+
+
+def test_save_and_load_round_trip(trip: WorkflowHistory, tmp_path: Path) -> None:
+    path = save_history(trip, tmp_path / "nested" / "copy.json")
+    again = load_history(path)
+    assert again.workflow_id == trip.workflow_id
+    assert list(again.events) == list(trip.events)
+
+
+def test_load_errors_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(HistoryFileError, match="save_history"):
+        load_history(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("not json")
+    with pytest.raises(HistoryFileError, match="Web UI"):
+        load_history(tmp_path / "bad.json")
+    (tmp_path / "empty.json").write_text('{"events": []}')
+    with pytest.raises(HistoryFileError, match="no history events"):
+        load_history(tmp_path / "empty.json")
+
+
+def test_stored_flaky_history() -> None:
+    history = load_history(FLAKY_HISTORY)
+    assert history.workflow_id == "flaky-lookup-example"
+    [span] = activity_spans(history)
+    assert (span.activity, span.attempts, span.outcome) == ("flaky_lookup", 3, "completed")
