@@ -338,10 +338,17 @@ class Saga:
         if definition is not None:
             name = definition.name or _callable_name(compensation)
             options = _activity_options(name, activity_options)
-            _check_arguments(name, compensation, args, {})
-            call = functools.partial(
-                workflow.execute_activity, compensation, args=list(args), **options
-            )
+            if _is_unbound_method(compensation):
+                # TripActivities.cancel_hotel: the worker supplies the instance.
+                _check_arguments(name, compensation, (None, *args), {})
+                call = functools.partial(
+                    workflow.execute_activity_method, compensation, args=list(args), **options
+                )
+            else:
+                _check_arguments(name, compensation, args, {})
+                call = functools.partial(
+                    workflow.execute_activity, compensation, args=list(args), **options
+                )
         else:
             name = _callable_name(compensation)
             if not _is_async_callable(compensation):
@@ -490,6 +497,17 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
         return True
     call = getattr(type(fn), "__call__", None)  # noqa: B004 - an instance with async __call__
     return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _is_unbound_method(fn: Callable[..., Any]) -> bool:
+    """True for an activity defined as a method and referred to through its class."""
+    if not inspect.isfunction(fn):
+        return False
+    owner = fn.__qualname__.split(".")[:-1]
+    if not owner or owner[-1] == "<locals>":
+        return False
+    parameters = list(inspect.signature(fn).parameters)
+    return bool(parameters) and parameters[0] == "self"
 
 
 def _check_arguments(
