@@ -655,7 +655,9 @@ def _compensation_test(test: CompensationTest) -> Callable[[str], bool]:
 
 
 def _offset(seconds: float) -> str:
-    return f"+{seconds:.3f} s"
+    # Zero-padded to a fixed width, so a run that crosses 10 s does not widen
+    # the column (notebook outputs are compared as text).
+    return f"+{seconds:06.3f} s"
 
 
 def _last_offset(history: WorkflowHistory) -> float:

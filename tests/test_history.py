@@ -307,7 +307,7 @@ async def test_sequential_history_rows_spans_and_table(client: Client, task_queu
     text = history_table(history, workflow_tasks=False).text()
     assert "WorkflowTask" not in text
     assert text.splitlines()[1].split() == ["id", "time", "type", "activity", "attempt", "failure"]
-    assert "+0.000 s  WorkflowExecutionStarted" in text
+    assert "+00.000 s  WorkflowExecutionStarted" in text
 
 
 async def test_retried_activity_shows_attempts_and_previous_failure(
@@ -564,3 +564,9 @@ def test_stored_flaky_history() -> None:
     assert history.workflow_id == "flaky-lookup-example"
     [span] = activity_spans(history)
     assert (span.activity, span.attempts, span.outcome) == ("flaky_lookup", 3, "completed")
+
+
+def test_time_offsets_keep_their_width_past_ten_seconds() -> None:
+    from sagakit.history import _offset
+
+    assert len(_offset(0.5)) == len(_offset(12.25)) == len(_offset(99.999))
