@@ -24,6 +24,15 @@ from sagakit.errors import (
     ServerUnreachable,
     TemporalBinaryNotFound,
 )
+from sagakit.eventbus import (
+    BUS_SCHEMA,
+    Delivery,
+    DeliveryOutcome,
+    EventBus,
+    EventBusError,
+    Handler,
+    Message,
+)
 from sagakit.eventlog import (
     EVENTS_SCHEMA,
     EventStore,
@@ -143,6 +152,7 @@ from sagakit.worker import running_worker
 
 __all__ = [
     "ActivitySpan",
+    "BUS_SCHEMA",
     "BankActivities",
     "BreakfastActivities",
     "BreakfastRequest",
@@ -157,15 +167,20 @@ __all__ = [
     "ConfigurationError",
     "DEFAULT_COMPENSATION_RETRY_POLICY",
     "DEFAULT_COMPENSATION_TIMEOUT",
+    "Delivery",
+    "DeliveryOutcome",
     "DevServer",
     "DevServerConfig",
     "DoctorCheck",
     "EVENTS_SCHEMA",
+    "EventBus",
+    "EventBusError",
     "EventStore",
     "EventStoreError",
     "Fault",
     "FaultPlan",
     "FaultRule",
+    "Handler",
     "HistoryFileError",
     "HistoryRow",
     "IDENTITY_ENV",
@@ -180,6 +195,7 @@ __all__ = [
     "InvariantReport",
     "KeyStatus",
     "MAX_KEY_LENGTH",
+    "Message",
     "NON_RETRYABLE_ERROR_TYPES",
     "NotEnoughReplicas",
     "Outcome",

@@ -405,6 +405,11 @@ class Saga:
             if self._state is SagaState.RUNNING:
                 self._state = SagaState.COMPLETED
             return False
+        if isinstance(exc, GeneratorExit):
+            # The worker evicted the workflow from its cache (after a terminate, a
+            # run timeout, or at shutdown) and closed its coroutine. Nothing failed:
+            # if the run goes on, it is replayed from its History elsewhere.
+            return False
         await self._compensate(cause=exc)
         return False  # let the original error propagate
 

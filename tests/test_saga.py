@@ -572,3 +572,23 @@ def test_progress_round_trips_through_the_default_data_converter() -> None:
     payloads = converter.to_payloads([snapshot])
     assert b'"state":"failed"' in payloads[0].data
     assert converter.from_payloads(payloads, [SagaProgress]) == [snapshot]
+
+
+async def test_closing_the_coroutine_does_not_compensate() -> None:
+    """Eviction closes a workflow coroutine with GeneratorExit: that is not a failure."""
+    undone: list[str] = []
+    gate = asyncio.Event()
+
+    async def undo() -> None:
+        undone.append("undo")
+
+    async def body() -> None:
+        async with Saga(query=None) as saga:
+            saga.add(undo)
+            await gate.wait()
+
+    coroutine = body()
+    waiter = coroutine.send(None)  # run up to the first suspension inside the block
+    assert waiter is not None
+    coroutine.close()
+    assert undone == []
