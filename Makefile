@@ -8,7 +8,7 @@ LAB_PORT ?= 8888
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lab test lint typecheck pytest notebooks server-start server-stop doctor clean
+.PHONY: setup lab test lint typecheck pytest notebooks navigation site chaos bench server-start server-stop doctor clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,8 @@ lab: setup
 test: setup lint typecheck pytest
 
 lint: setup
-	$(BIN)/ruff check sagakit tests tools
-	$(BIN)/ruff format --check sagakit tests tools
+	$(BIN)/ruff check sagakit tests tools benchmarks
+	$(BIN)/ruff format --check sagakit tests tools benchmarks
 
 typecheck: setup
 	$(BIN)/mypy
@@ -40,6 +40,22 @@ pytest: setup
 ## notebooks: re-execute every notebook in place, the way nbval runs them
 notebooks: setup
 	$(BIN)/python tools/execute_notebooks.py
+
+## navigation: regenerate the course index and previous/next links
+navigation: setup
+	$(BIN)/python tools/navigation.py
+
+## site: render the whole course as static HTML into site/
+site: setup
+	$(BIN)/python tools/build_site.py
+
+## chaos: the long chaos profile (300 generated fault schedules over the trip saga)
+chaos: setup
+	$(BIN)/python tools/chaos.py --schedules 300
+
+## bench: every benchmark, printing ratios (see benchmarks/README.md)
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
 
 server-start: setup
 	$(BIN)/python -m sagakit server start

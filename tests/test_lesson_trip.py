@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from sagakit import Fault, FaultPlan, TripActivities, check_world, running_worker
-from sagakit.lessons.trip import TripSagaInput, TripSagaWorkflow
+from sagakit import Fault, FaultPlan, TripActivities, World, check_world, running_worker
+from sagakit.errors import ConfigurationError
+from sagakit.history import activity_spans
+from sagakit.lessons.trip import TRIP_STEPS, TripSagaInput, TripSagaWorkflow
+from sagakit.lessons.trip_worker import (
+    StepNotRunning,
+    fault_plan_from_json,
+    wait_until_step_running,
+)
+from sagakit.processes import start_worker_process
+from sagakit.services.invariants import ViolationKind
 
 
 async def _run(
@@ -77,3 +87,63 @@ async def test_without_keys_the_same_fault_double_books(
     report = check_world(db)
     assert not report.ok
     assert "flight" in str(report)
+
+
+async def test_trip_steps_are_the_forward_steps_in_order(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "world.db"
+    await _run(client, task_queue, db, FaultPlan(), TripSagaInput("t5"))
+    history = await client.get_workflow_handle(f"trip-{task_queue}").fetch_history()
+    assert tuple(span.activity for span in activity_spans(history)) == TRIP_STEPS
+
+
+def test_fault_plan_from_json_reads_steps_and_faults() -> None:
+    plan = fault_plan_from_json('{"book_flight": ["hang", "fail_after"]}')
+    assert plan.decide("book_flight", 1) is Fault.HANG
+    assert plan.decide("book_flight", 2) is Fault.FAIL_AFTER
+    assert plan.decide("book_flight", 3) is Fault.OK
+
+
+@pytest.mark.parametrize("text", ["{nope", '["hang"]', '{"book_flight": "hang"}'])
+def test_fault_plan_from_json_rejects_other_shapes(text: str) -> None:
+    with pytest.raises(ConfigurationError, match="book_flight"):
+        fault_plan_from_json(text)
+
+
+async def test_waiting_for_a_step_of_a_finished_workflow_fails_clearly(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    await _run(client, task_queue, tmp_path / "world.db", FaultPlan(), TripSagaInput("t6"))
+    handle = client.get_workflow_handle(f"trip-{task_queue}")
+    with pytest.raises(StepNotRunning, match="ended"):
+        await wait_until_step_running(handle, "book_flight")
+
+
+async def test_a_worker_killed_mid_step_is_replaced_and_the_trip_completes(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "world.db"
+    World(db)
+    worker_args = ("sagakit.lessons.trip_worker", task_queue, str(db), '{"book_flight": ["hang"]}')
+    first = await start_worker_process(client, *worker_args, task_queue=task_queue)
+    with first:
+        handle = await client.start_workflow(
+            TripSagaWorkflow.run,
+            TripSagaInput("t7"),
+            id=f"trip-{task_queue}",
+            task_queue=task_queue,
+        )
+        assert await wait_until_step_running(handle, "book_flight") == 1
+        assert first.kill() == -signal.SIGKILL
+    mid_saga = check_world(db)
+    assert mid_saga.kinds == {ViolationKind.PARTIAL_TRIP}  # the hotel only: a saga in flight
+    with await start_worker_process(client, *worker_args, task_queue=task_queue) as second:
+        assert await handle.result() == "trip t7 booked for ada"
+        assert second.terminate() == 0
+    assert check_world(db).ok
+    spans = activity_spans(await handle.fetch_history())
+    flight = next(span for span in spans if span.activity == "book_flight")
+    assert flight.attempts == 2
+    assert flight.previous_failure is not None
+    assert "timeout" in flight.previous_failure.lower()

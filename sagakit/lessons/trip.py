@@ -17,7 +17,10 @@ from temporalio.common import RetryPolicy
 from sagakit.saga import Saga
 from sagakit.services.activities import TripActivities, TripRequest
 
-__all__ = ["TripSagaInput", "TripSagaWorkflow"]
+__all__ = ["TRIP_STEPS", "TripSagaInput", "TripSagaWorkflow"]
+
+TRIP_STEPS: tuple[str, ...] = ("book_hotel", "book_flight", "book_excursion")
+"""The saga's forward steps (activity names), in the order it runs them."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from sagakit.services.activities import (
 from sagakit.services.bank import BankService, Receipt, TransferReceipt
 from sagakit.services.breakfast import BreakfastService, BreakfastState, KitchenStock
 from sagakit.services.errors import (
+    AlreadyCancelled,
     BusinessError,
     IdempotencyKeyReused,
     InsufficientFunds,
@@ -38,11 +39,28 @@ from sagakit.services.invariants import (
     check_world,
 )
 from sagakit.services.ledger import Ledger, LedgerEntry
+from sagakit.services.order_invariants import OrderReport, check_orders
+from sagakit.services.orders import (
+    ORDER_STEPS,
+    SHOP_ACCOUNT,
+    InventoryService,
+    OrderActivities,
+    OrderPayments,
+    OrderRequest,
+    PaymentResult,
+    Reservation,
+    Shipment,
+    ShippingService,
+    Shop,
+    ShopSeed,
+)
 from sagakit.services.trip import TRIP_KINDS, Booking, Cancellation, TripKind, TripService
 from sagakit.services.world import World, WorldSeed
 
 __all__ = [
     "ALL_STEPS",
+    "ORDER_STEPS",
+    "SHOP_ACCOUNT",
     "TRIP_KINDS",
     "BankActivities",
     "BankService",
@@ -57,15 +75,27 @@ __all__ = [
     "InsufficientFunds",
     "InvariantReport",
     "InvariantViolated",
+    "InventoryService",
     "KitchenStock",
     "Ledger",
     "LedgerEntry",
     "NoBowlOut",
+    "OrderActivities",
+    "OrderPayments",
+    "OrderReport",
+    "OrderRequest",
     "OutOfStock",
     "PaymentRequest",
+    "PaymentResult",
     "Receipt",
+    "Reservation",
     "ServiceError",
+    "Shipment",
+    "ShippingService",
+    "Shop",
+    "ShopSeed",
     "SoldOut",
+    "AlreadyCancelled",
     "TransferReceipt",
     "TransferRequest",
     "TripActivities",
@@ -78,5 +108,6 @@ __all__ = [
     "World",
     "WorldSeed",
     "all_service_activities",
+    "check_orders",
     "check_world",
 ]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import html
 import os
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sagakit.errors import ConfigurationError
 from sagakit.services import _store
 from sagakit.services.bank import BANK_SCHEMA, BankService
 from sagakit.services.breakfast import BREAKFAST_SCHEMA, BreakfastService
@@ -79,25 +81,36 @@ class World:
         Args:
             path: The SQLite file; its folder is created if missing.
             seed: What a NEW file starts with; ignored when the file was stocked before.
+
+        Raises:
+            ConfigurationError: The path is in memory, is not a SQLite file, or cannot be
+                created; the file is left as it was.
         """
         self.path = _store.as_path(path).resolve()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.trips = TripService(self.path)
         self.breakfast = BreakfastService(self.path)
         self.bank = BankService(self.path)
         self.ledger = Ledger(self.path)
-        with _store.reading(self.path) as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(
-                "BEGIN IMMEDIATE;"
-                + _META_SCHEMA
-                + LEDGER_SCHEMA
-                + TRIP_SCHEMA
-                + BREAKFAST_SCHEMA
-                + BANK_SCHEMA
-                + "COMMIT;"
-            )
-            seeded = conn.execute("SELECT 1 FROM world_meta WHERE name = 'seeded'").fetchone()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with _store.reading(self.path) as conn:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + _META_SCHEMA
+                    + LEDGER_SCHEMA
+                    + TRIP_SCHEMA
+                    + BREAKFAST_SCHEMA
+                    + BANK_SCHEMA
+                    + "COMMIT;"
+                )
+                seeded = conn.execute("SELECT 1 FROM world_meta WHERE name = 'seeded'").fetchone()
+        except (OSError, sqlite3.DatabaseError) as err:
+            raise ConfigurationError(
+                f"The world file {self.path} cannot be opened ({err}). If it is not a world "
+                "file (or is damaged), move it aside, nothing is deleted; then pass a path in "
+                "a folder you can write to, e.g. tmp_path / 'world.db'."
+            ) from err
         if seeded is None:
             self.reset(seed)
 

@@ -1,0 +1,179 @@
+"""Chaos: generated fault schedules against the real trip saga on the real dev server.
+
+Each example is a batch of trips, every trip with its own id and its own
+schedule of faults (per attempt of each booking step, and failures of each
+undo), run concurrently on one worker. After each batch the world must be
+consistent (every trip all-or-nothing, nothing booked twice, no effect repeated
+under one key) and every trip must end the way its schedule predicts.
+
+The quick, derandomized profile below runs in `make test`. The long profile is
+``python tools/chaos.py --schedules 300``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from temporalio.client import Client, WorkflowFailureError
+
+from sagakit.chaos import (
+    ChaosSettings,
+    SagaOutcome,
+    TripSchedule,
+    run_schedules,
+    schedule_strategy,
+)
+from sagakit.errors import ConfigurationError
+from sagakit.faults import Fault
+from sagakit.lessons.trip import TripSagaInput, TripSagaWorkflow
+from sagakit.logs import quiet_expected_failures
+from sagakit.services.invariants import ViolationKind, check_world
+from sagakit.services.world import World
+from sagakit.worker import running_worker
+from tests.process_fault_worker import PausingTripActivities
+
+BATCH = 24
+"""Trips run at once in one example."""
+
+FAST = ChaosSettings(step_timeout_s=1.0, hang_s=1.5)
+"""Short timeouts for `make test`; a slow attempt that times out anyway is told apart."""
+
+QUICK = settings(
+    # Hypothesis tries the simplest example first (fault-free trips), then a random batch.
+    max_examples=2,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: each failing trip is reported alone
+    suppress_health_check=list(HealthCheck),
+)
+
+OK, BEFORE, AFTER, HANG, PERMANENT = (
+    Fault.OK,
+    Fault.FAIL_BEFORE,
+    Fault.FAIL_AFTER,
+    Fault.HANG,
+    Fault.FAIL_PERMANENT,
+)
+
+
+@pytest.mark.slow
+@QUICK
+@given(batch=st.lists(schedule_strategy(max_undo_failures=1), min_size=BATCH, max_size=BATCH))
+async def test_every_schedule_leaves_the_world_consistent(
+    client: Client, tmp_path_factory: pytest.TempPathFactory, batch: list[TripSchedule]
+) -> None:
+    db = tmp_path_factory.mktemp("chaos") / "world.db"
+    with quiet_expected_failures():
+        report = await run_schedules(client, batch, db, settings=FAST)
+    assert report.ran == BATCH
+    assert report.inconsistent == 0, report
+    assert report.unexpected == 0, report
+    assert SagaOutcome.ERROR not in report.outcomes, report
+
+
+async def test_the_same_schedules_without_idempotency_keys_are_caught(
+    client: Client, tmp_path: Path
+) -> None:
+    """The property can fail: lost replies without keys double-book, and the run says so."""
+    schedules = [
+        TripSchedule(bookings=((AFTER,), (), ())),  # booked twice, then all booked
+        TripSchedule(bookings=((), (AFTER,), (PERMANENT,))),  # flight twice, then undone
+        TripSchedule(),  # nothing goes wrong
+    ]
+    with quiet_expected_failures():
+        report = await run_schedules(
+            client, schedules, tmp_path / "world.db", settings=ChaosSettings(idempotency_keys=False)
+        )
+    first, second, third = report.verdicts
+    assert report.inconsistent == 1, report
+    assert {v.kind for v in first.violations} == {ViolationKind.DOUBLE_BOOKING}
+    assert first.ledger["book_hotel"] == 2
+    assert second.consistent, "a cancel undoes every copy of a double booking"
+    assert second.ledger["book_flight"] == 2
+    assert third.consistent
+    assert third.as_expected
+    assert "booked 2 times" in str(report)
+
+
+def test_the_model_predicts_outcomes_and_ledgers() -> None:
+    assert TripSchedule().expected_outcome(3) is SagaOutcome.BOOKED
+    assert TripSchedule().expected_ledger(3) == Counter(
+        {"book_hotel": 1, "book_flight": 1, "book_excursion": 1}
+    )
+    # Attempts 1-3 fail and there are only 3: the flight step gives up after its effect.
+    exhausted = TripSchedule(bookings=((), (BEFORE, AFTER, HANG), ()))
+    assert exhausted.expected_outcome(3) is SagaOutcome.COMPENSATED
+    assert exhausted.expected_ledger(3) == Counter(
+        {"book_hotel": 1, "cancel_hotel": 1, "book_flight": 1, "cancel_flight": 1}
+    )
+    assert exhausted.expected_outcome(4) is SagaOutcome.BOOKED  # a fourth attempt gets through
+    permanent = TripSchedule(bookings=((PERMANENT, OK), (), ()))
+    assert permanent.expected_outcome(4) is SagaOutcome.COMPENSATED
+    assert permanent.expected_ledger(4) == Counter()
+    assert permanent.describe() == "book_hotel FAIL_PERMANENT,OK"
+    rules = TripSchedule(undo_failures=((), (AFTER, BEFORE), ())).rules("t9")
+    assert [(r.step, r.attempt, r.fault, r.key) for r in rules] == [
+        ("cancel_flight", 1, AFTER, "t9"),
+        ("cancel_flight", 2, BEFORE, "t9"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bookings": ((), ())}, "one tuple of faults per step"),
+        ({"undo_failures": ((PERMANENT,), (), ())}, "may only fail with FAIL_BEFORE, FAIL_AFTER"),
+        ({"undo_failures": ((BEFORE,) * 10, (), ())}, "use at most 9 failures"),
+    ],
+)
+def test_impossible_schedules_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        TripSchedule(**kwargs)  # type: ignore[arg-type]
+
+
+def test_impossible_settings_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="must be longer than step_timeout_s"):
+        ChaosSettings(step_timeout_s=2, hang_s=1)
+
+
+async def test_an_attempt_that_lands_after_its_undo_is_not_left_booked(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """A zombie attempt: the excursion times out, the saga undoes it, then the booking lands."""
+    db = tmp_path / "world.db"
+    trip = "zombie-1"
+    reached, release = threading.Event(), threading.Event()
+    activities = PausingTripActivities(
+        db, f"{trip}:book_excursion:pause-before", release=release, reached=lambda _: reached.set()
+    )
+    saga = replace(TripSagaInput(trip), max_attempts=1, step_timeout_s=1.0)
+    with quiet_expected_failures():
+        async with running_worker(
+            client, task_queue=task_queue, workflows=[TripSagaWorkflow], activities=activities.all()
+        ):
+            handle = await client.start_workflow(
+                TripSagaWorkflow.run, saga, id=f"{trip}-{task_queue}", task_queue=task_queue
+            )
+            assert await asyncio.to_thread(reached.wait, 30)
+            with pytest.raises(WorkflowFailureError):  # timed out, undone, failed
+                await asyncio.wait_for(handle.result(), 60)
+            release.set()  # ...and now the slow attempt books the excursion
+            await asyncio.sleep(0.5)
+    world = World(db)
+    assert world.ledger.count("cancel_excursion", trip) == 0  # its undo found nothing
+    assert world.trips.active(trip) == {"hotel": 0, "flight": 0, "excursion": 0}, check_world(db)
+
+
+def test_settings_default_to_the_fast_profile() -> None:
+    opts = ChaosSettings()
+    assert opts.hang_s > opts.step_timeout_s
+    assert timedelta(seconds=opts.hang_s) < timedelta(seconds=5)
