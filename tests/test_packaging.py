@@ -78,3 +78,24 @@ def test_every_module_exports_into_the_package() -> None:
             if name not in sagakit.__all__:
                 missing.append(f"{info.name}.{name}")
     assert missing == []
+
+
+def test_the_error_tree_in_errors_py_names_every_error() -> None:
+    """The drawing in sagakit/errors.py is how users learn what can go wrong: keep it whole."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.walk_packages(sagakit.__path__, "sagakit."):
+        if info.name != "sagakit.__main__":
+            importlib.import_module(info.name)
+
+    def subclasses(cls: type) -> list[type]:
+        return [s for c in cls.__subclasses__() for s in (c, *subclasses(c))]
+
+    doc = importlib.import_module("sagakit.errors").__doc__ or ""
+    missing = {
+        c.__name__
+        for c in subclasses(sagakit.SagakitError)
+        if not c.__module__.startswith("sagakit.lessons") and c.__name__ not in doc
+    }
+    assert missing == set()
