@@ -22,7 +22,7 @@ package reports::
     │   └── IdempotencyLeaseLost         a slow owner's claim was taken over
     ├── ServiceError                     a simulated service refused (services/errors.py)
     │   ├── BusinessError                the request makes no business sense now:
-    │   │     InsufficientFunds, UnknownAccount, OutOfStock, NoBowlOut, SoldOut, AlreadyCancelled
+    │   │     InsufficientFunds, UnknownAccount, OutOfStock, NoBowlOut, SoldOut
     │   └── IdempotencyKeyReused         a service saw the key with other arguments
     ├── InvariantViolated                the world is inconsistent (services/invariants.py)
     ├── ReplicationError                 the replicated store refused (replication.py)

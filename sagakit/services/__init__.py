@@ -21,7 +21,6 @@ from sagakit.services.activities import (
 from sagakit.services.bank import BankService, Receipt, TransferReceipt
 from sagakit.services.breakfast import BreakfastService, BreakfastState, KitchenStock
 from sagakit.services.errors import (
-    AlreadyCancelled,
     BusinessError,
     IdempotencyKeyReused,
     InsufficientFunds,
@@ -95,7 +94,6 @@ __all__ = [
     "Shop",
     "ShopSeed",
     "SoldOut",
-    "AlreadyCancelled",
     "TransferReceipt",
     "TransferRequest",
     "TripActivities",

@@ -9,8 +9,7 @@
         │   ├── UnknownAccount       no account of that name
         │   ├── OutOfStock           out of milk, cereal or bowls
         │   ├── NoBowlOut            pouring with no bowl on the counter
-        │   ├── SoldOut              no hotel rooms, seats or excursion places left
-        │   └── AlreadyCancelled     a booking arrived after its own cancel (too late)
+        │   └── SoldOut              no hotel rooms, seats or excursion places left
         └── IdempotencyKeyReused     one key sent with two different requests
 
 The Temporal activities in :mod:`sagakit.services.activities` turn each of these
@@ -29,7 +28,6 @@ __all__ = [
     "OutOfStock",
     "ServiceError",
     "SoldOut",
-    "AlreadyCancelled",
     "UnknownAccount",
 ]
 
@@ -60,14 +58,6 @@ class NoBowlOut(BusinessError):
 
 class SoldOut(BusinessError):
     """No hotel rooms, flight seats or excursion places are left."""
-
-
-class AlreadyCancelled(BusinessError):
-    """A booking arrived after the cancel sent under the same idempotency key.
-
-    A slow attempt can land after the saga gave up on it and ran the undo; booking
-    then would leave an effect that nobody will ever cancel.
-    """
 
 
 class IdempotencyKeyReused(ServiceError):

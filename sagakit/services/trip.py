@@ -15,7 +15,7 @@ from typing import Literal, get_args
 
 from sagakit.errors import ConfigurationError
 from sagakit.services import _store
-from sagakit.services.errors import AlreadyCancelled, SoldOut
+from sagakit.services.errors import SoldOut
 
 __all__ = ["TRIP_KINDS", "TRIP_SCHEMA", "Booking", "Cancellation", "TripKind", "TripService"]
 
@@ -102,18 +102,6 @@ class TripService:
         with _store.writing(self.path) as conn:
 
             def effect() -> Booking:
-                if (
-                    idempotency_key is not None
-                    and conn.execute(
-                        "SELECT 1 FROM trip_requests WHERE operation = ? AND idempotency_key = ?",
-                        (f"cancel_{kind}", idempotency_key),
-                    ).fetchone()
-                ):
-                    raise AlreadyCancelled(
-                        f"The {kind} of trip {trip_id} was already cancelled under key "
-                        f"{idempotency_key!r}: this booking arrived too late (its saga gave up "
-                        "on it and undid it). Nothing was booked; start a new trip with a new key."
-                    )
                 row = conn.execute(
                     "SELECT remaining FROM trip_capacity WHERE kind = ?", (kind,)
                 ).fetchone()
