@@ -112,7 +112,13 @@ def test_check_then_act_store_races_into_two_effects(tmp_path: Path) -> None:
     naive = CheckThenActStore(tmp_path / "naive.db", window=threading.Barrier(4, timeout=10).wait)
     assert race_same_key(lambda effect: naive.run("pay-1", effect), callers=4) == 4
     # Without a race it does remember keys.
-    assert CheckThenActStore(tmp_path / "naive.db").run("pay-1", lambda: "again") == "1"
+    # (Which racer's result was stored last is a real race: any of the four.)
+    assert CheckThenActStore(tmp_path / "naive.db").run("pay-1", lambda: "again") in {
+        "1",
+        "2",
+        "3",
+        "4",
+    }
 
 
 def test_idempotency_store_wins_the_same_race_once(tmp_path: Path) -> None:

@@ -31,12 +31,13 @@ def test_a_report_reads_as_one_line() -> None:
 
 def test_quiet_expected_failures_restores_the_levels() -> None:
     loggers = [logging.getLogger(name) for name in WORKER_LOGGERS]
+    before = [logger.level for logger in loggers]
     loggers[0].setLevel(logging.INFO)
     try:
         with quiet_expected_failures():
             assert all(not logger.isEnabledFor(logging.WARNING) for logger in loggers)
             assert all(logger.isEnabledFor(logging.ERROR) for logger in loggers)
         assert loggers[0].level == logging.INFO
-        assert loggers[1].level == logging.NOTSET
+        assert [logger.level for logger in loggers[1:]] == before[1:]
     finally:
-        loggers[0].setLevel(logging.NOTSET)
+        loggers[0].setLevel(before[0])
