@@ -39,3 +39,24 @@ def run_cli(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def release_together(children: list[subprocess.Popen[str]]) -> list[str]:
+    """Wait until every child printed "ready", send them all "go", and collect their output.
+
+    The children then race from the same starting line; any that hangs is killed.
+    """
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        return [child.communicate(timeout=120)[0] for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()

@@ -27,7 +27,7 @@ from sagakit.idempotency import IdempotencyConflict, IdempotencyOptions, Idempot
 from sagakit.services.errors import IdempotencyKeyReused
 from sagakit.services.invariants import ViolationKind, check_world
 from sagakit.services.world import World
-from tests.helpers import ROOT
+from tests.helpers import ROOT, release_together
 
 DOUBLES = {ViolationKind.DOUBLE_BOOKING, ViolationKind.DOUBLE_CHARGE, ViolationKind.REPEATED_KEY}
 """What a duplicate that got through would break (a lone booking is a partial trip, as expected)."""
@@ -88,20 +88,7 @@ def _race_in_processes(db: Path, what: str, key: str, variants: list[str]) -> li
         )
         for variant in variants
     ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        outputs = [child.communicate(timeout=120)[0] for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
+    outputs = release_together(children)
     assert [child.returncode for child in children] == [0] * len(children)
     return [result for output in outputs for result in json.loads(output)]
 

@@ -41,6 +41,7 @@ from sagakit.idempotency import (
     key_from_parts,
 )
 from sagakit.worker import running_worker
+from tests.helpers import release_together
 
 WORKER_SCRIPT = Path(__file__).with_name("idempotency_worker_proc.py")
 START = datetime(2030, 1, 1, tzinfo=UTC)
@@ -420,20 +421,7 @@ def test_8_processes_with_one_key_run_the_effect_once(db: Path) -> None:
     _create_effects_table(db)
     IdempotencyStore(db).records()
     children = [_spawn("race", db, "pay-13") for _ in range(8)]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        outputs = [child.communicate(timeout=120)[0] for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
+    outputs = release_together(children)
 
     assert [child.returncode for child in children] == [0] * 8
     results = [result for output in outputs for result in json.loads(output)]

@@ -114,6 +114,16 @@ _SANDBOX_HINTS = (
 )
 
 
+def _did_not_complete(run: Run, file_name: str, context: str) -> str | None:
+    """Why a run that should complete did not (it never ended, or it failed), or ``None``."""
+    problem = _unfinished(run, file_name)
+    if problem is not None:
+        return f"{context}: {problem}"
+    if run.status == "failed":
+        return f"The workflow failed: {run.error_type}: {run.message}"
+    return None
+
+
 def _unfinished(run: Run, file_name: str, deadline_s: int = 20) -> str | None:
     """Say in plain words why a run did not end, or ``None`` if it ended."""
     if run.status == "no_worker":
@@ -178,12 +188,9 @@ async def check_first_workflow(
         activities=[compose_greeting],
         file_name=name,
     )
-    problem = _unfinished(run, name)
+    problem = _did_not_complete(run, name, "Running it with Greeting(name='Grace')")
     if problem is not None:
-        lines.append(CheckLine(False, f"Running it with Greeting(name='Grace'): {problem}"))
-        return CheckResult("first-workflow", tuple(lines))
-    if run.status == "failed":
-        lines.append(CheckLine(False, f"The workflow failed: {run.error_type}: {run.message}"))
+        lines.append(CheckLine(False, problem))
         return CheckResult("first-workflow", tuple(lines))
     expected = "Welcome to Sagas in Practice, Grace!"
     if "compose_greeting" in activity_order(run.history):
@@ -266,12 +273,9 @@ async def check_determinism(
         activities=[send_coupon],
         file_name=name,
     )
-    problem = _unfinished(run, name)
+    problem = _did_not_complete(run, name, "Running it")
     if problem is not None:
-        lines.append(CheckLine(False, f"Running it: {problem}"))
-        return CheckResult("determinism", tuple(lines))
-    if run.status == "failed":
-        lines.append(CheckLine(False, f"The workflow failed: {run.error_type}: {run.message}"))
+        lines.append(CheckLine(False, problem))
         return CheckResult("determinism", tuple(lines))
     lines.append(CheckLine(True, "it runs in the sandbox and completes"))
     lines.extend(_coupon_lines(run))
