@@ -175,7 +175,7 @@ class Machine:
 def machine() -> Machine:
     """Describe this machine and its load right now."""
     try:
-        from sagakit.devserver import find_temporal_binary
+        from sagakit.course.devserver import find_temporal_binary
 
         out = subprocess.run(
             [str(find_temporal_binary()), "--version"],

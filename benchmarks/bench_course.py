@@ -33,7 +33,7 @@ if __package__ in (None, ""):
 import nbformat
 
 from benchmarks import _common as common
-from sagakit.devserver import DevServer, DevServerConfig
+from sagakit.course.devserver import DevServer, DevServerConfig
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

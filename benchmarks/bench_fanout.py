@@ -1,7 +1,7 @@
 """How long does undoing take when a saga has many independent compensations?
 
 Eight compensations of equal length (an activity that sleeps ``--seconds``)
-run through :class:`~sagakit.saga.Saga`, one after the other (the default,
+run through :class:`~sagakit._saga.Saga`, one after the other (the default,
 last-to-first) or all at once (``Saga(parallel=True)``), and a saga with a
 single compensation gives the unit. The time is measured inside the workflow
 (``workflow.now()`` from the task that starts compensating to the task that
@@ -30,8 +30,8 @@ from temporalio.client import Client
 
 from benchmarks import _common as common
 from benchmarks.workflows import FanoutInput, UndoFanout, pause
-from sagakit.client import connect
-from sagakit.worker import running_worker
+from sagakit import running_worker
+from sagakit.course.client import connect
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

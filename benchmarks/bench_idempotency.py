@@ -1,6 +1,6 @@
 """How many idempotency checks per second does IdempotencyStore answer, alone and under contention?
 
-A check is one :meth:`~sagakit.idempotency.IdempotencyStore.run` call, as an
+A check is one :meth:`~sagakit._idempotency.IdempotencyStore.run` call, as an
 activity makes it on every attempt. Three workloads, each with 1 thread and
 with ``--threads`` threads sharing one store (one SQLite file):
 
@@ -34,7 +34,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common
-from sagakit.idempotency import IdempotencyStore
+from sagakit import IdempotencyStore
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

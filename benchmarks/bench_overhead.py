@@ -5,7 +5,7 @@ timeouts and retries) runs as three workflows against the dev server:
 
 (a) ``NoCompensationTrip``: no compensation at all (the floor);
 (b) ``HandWrittenCompensationTrip``: a list of undo callables, try/except, run reversed;
-(c) ``TripSagaWorkflow``: sagakit's :class:`~sagakit.saga.Saga` (the course's trip saga).
+(c) ``TripSagaWorkflow``: sagakit's :class:`~sagakit._saga.Saga` (the course's trip saga).
 
 Scenario ``success`` books all three (nothing is undone: the bookkeeping is
 pure overhead); scenario ``compensating`` refuses the excursion, so (b) and
@@ -35,11 +35,10 @@ from temporalio.client import Client, WorkflowFailureError
 
 from benchmarks import _common as common
 from benchmarks.workflows import HandWrittenCompensationTrip, NoCompensationTrip
-from sagakit.client import connect
-from sagakit.faults import Fault, FaultPlan
-from sagakit.lessons.trip import TripSagaInput, TripSagaWorkflow
-from sagakit.services.activities import TripActivities
-from sagakit.worker import running_worker
+from sagakit import Fault, FaultPlan, running_worker
+from sagakit.course.client import connect
+from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
+from sagakit.course.services.activities import TripActivities
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -1,9 +1,9 @@
 """How many trip sagas per second do one and two worker processes finish on this machine?
 
-Worker processes are started with :func:`sagakit.processes.start_worker_process`
+Worker processes are started with :func:`sagakit.course.processes.start_worker_process`
 (``python -m benchmarks.trip_worker``): for each setting, one process polls a
 task queue alone and two processes share another. Each round starts a batch of
-trip sagas (:class:`~sagakit.lessons.trip.TripSagaWorkflow`, happy path) on one
+trip sagas (:class:`~sagakit.course.lessons.trip.TripSagaWorkflow`, happy path) on one
 task queue, all at once, and times the batch until every saga has finished.
 Rounds rotate over the task queues so all see the same background load; an idle
 worker only waits on its long poll. The dev server, this client and the workers
@@ -11,7 +11,7 @@ share the machine's cores, which is what a learner's laptop sees.
 
 Two worker settings are compared:
 
-- ``sandboxed``: :func:`sagakit.processes.run_worker` as shipped; the workflow
+- ``sandboxed``: :func:`sagakit.course.processes.run_worker` as shipped; the workflow
   sandbox imports the ``sagakit`` package afresh for every new workflow run;
 - ``passthrough``: ``sagakit`` passed through the sandbox (imported once).
 
@@ -38,10 +38,10 @@ if __package__ in (None, ""):
 from temporalio.client import Client
 
 from benchmarks import _common as common
-from sagakit.client import connect
-from sagakit.lessons.trip import TripSagaInput, TripSagaWorkflow
-from sagakit.processes import ChildProcess, start_worker_process
-from sagakit.services.world import World
+from sagakit.course.client import connect
+from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
+from sagakit.course.processes import ChildProcess, start_worker_process
+from sagakit.course.services.world import World
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -1,9 +1,9 @@
 """A worker process for ``bench_throughput.py``: ``python -m benchmarks.trip_worker QUEUE DB MODE``.
 
-It runs the trip saga (:class:`sagakit.lessons.trip.TripSagaWorkflow`) and the
+It runs the trip saga (:class:`sagakit.course.lessons.trip.TripSagaWorkflow`) and the
 trip activities on the world in ``DB`` until its parent stops it. ``MODE`` is
 
-- ``sandboxed``: :func:`sagakit.processes.run_worker` as it is, so the
+- ``sandboxed``: :func:`sagakit.course.processes.run_worker` as it is, so the
   workflow sandbox imports ``sagakit`` afresh for every new workflow run;
 - ``passthrough``: the same worker, but with ``sagakit`` passed through the
   sandbox (imported once, shared by all runs). The sandbox's checks on calls
@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from sagakit.lessons.trip import TripSagaWorkflow
-from sagakit.processes import IDENTITY_ENV, READY_PREFIX, WorkerOptions, run_worker
-from sagakit.services.activities import TripActivities
+from sagakit.course.lessons.trip import TripSagaWorkflow
+from sagakit.course.processes import IDENTITY_ENV, READY_PREFIX, WorkerOptions, run_worker
+from sagakit.course.services.activities import TripActivities
 
 MODES = ("sandboxed", "passthrough")
 CACHED_WORKFLOWS = 1000
@@ -39,8 +39,8 @@ def passthrough_runner() -> SandboxedWorkflowRunner:
 
 
 async def _serve_passthrough(task_queue: str, db: str) -> None:
-    # What sagakit.processes.serve_worker does, plus a workflow_runner (it has no such option).
-    from sagakit.client import connect
+    # What sagakit.course.processes.serve_worker does, plus a workflow_runner (it has no such option).
+    from sagakit.course.client import connect
 
     client = await connect()
     identity = os.environ.get(IDENTITY_ENV) or f"{task_queue}-{os.getpid()}"

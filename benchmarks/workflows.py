@@ -1,6 +1,6 @@
 """Workflows that only the benchmarks run: the trip without a saga, and the fan-out of undos.
 
-The canonical trip saga is :class:`sagakit.lessons.trip.TripSagaWorkflow`
+The canonical trip saga is :class:`sagakit.course.lessons.trip.TripSagaWorkflow`
 (variant c of ``bench_overhead.py``). The two workflows beside it here do the
 same three steps with the same activities, timeouts and retry policy:
 
@@ -11,7 +11,7 @@ same three steps with the same activities, timeouts and retry policy:
   the approach the source articles show for SDKs without a saga class.
 
 :class:`UndoFanout` registers several compensations that each sleep for the
-same time, and runs them with :class:`~sagakit.saga.Saga`, one after the other
+same time, and runs them with :class:`~sagakit._saga.Saga`, one after the other
 or all at once (``bench_fanout.py``).
 """
 
@@ -26,9 +26,9 @@ from datetime import timedelta
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 
-from sagakit.lessons.trip import TripSagaInput
-from sagakit.saga import Saga
-from sagakit.services.activities import TripActivities, TripRequest
+from sagakit import Saga
+from sagakit.course.lessons.trip import TripSagaInput
+from sagakit.course.services.activities import TripActivities, TripRequest
 
 __all__ = [
     "FanoutInput",

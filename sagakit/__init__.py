@@ -1,249 +1,93 @@
-"""sagakit: sagas, compensations and idempotency for Temporal, and the course that teaches them.
+"""sagakit: sagas, compensating actions and idempotency keys for Temporal workflows.
 
-The public API is re-exported here; submodules hold one concept each.
+The public API is the names in ``__all__``; the modules behind them are private
+(``sagakit._saga``, ``sagakit._idempotency`` …). Two public submodules stand
+beside it: :mod:`sagakit.history` (read a workflow's History) and
+:mod:`sagakit.testing` (the time-skipping test server). The course's own
+furniture (dev server, notebook display, simulated services, lessons) lives in
+:mod:`sagakit.course`, which this package never imports.
+
+Why the names are loaded lazily, inside ``imports_passed_through``:
+Temporal's workflow sandbox re-executes, for every workflow run, each module a
+workflow module imports unless it is passed through. A workflow module that
+says ``from sagakit import Saga`` makes the sandbox re-run this file, and only
+this file: it defines a table of names, and the first lookup of a name fetches
+it from the already imported (host) core module, passed through the sandbox.
+So the plain import costs a few lines per run instead of re-importing the
+package. The core modules are safe to pass through: they are deterministic and
+keep no module-level state. And ``python -m sagakit doctor`` can run without
+``temporalio`` installed, because importing this file loads nothing.
 """
 
-from sagakit.chaos import (
-    BOOKING_STEPS,
-    UNDO_FAULTS,
-    UNDO_STEPS,
-    ChaosReport,
-    ChaosSettings,
-    SagaOutcome,
-    TripSchedule,
-    TripVerdict,
-    run_schedules,
-    schedule_strategy,
-)
-from sagakit.client import configured_profile, connect, web_ui_url
-from sagakit.devserver import (
-    DevServer,
-    DevServerConfig,
-    PortState,
-    ServerStatus,
-    default_data_dir,
-    find_temporal_binary,
-    find_test_server_binary,
-    probe_port,
-)
-from sagakit.doctor import DoctorCheck, run_doctor
-from sagakit.errors import (
-    ConfigurationError,
-    PortInUseError,
-    SagakitError,
-    ServerError,
-    ServerStartError,
-    ServerUnreachable,
-    TemporalBinaryNotFound,
-)
-from sagakit.eventbus import (
-    BUS_SCHEMA,
-    Delivery,
-    DeliveryOutcome,
-    EventBus,
-    EventBusError,
-    Handler,
-    Message,
-)
-from sagakit.eventlog import (
-    EVENTS_SCHEMA,
-    EventStore,
-    EventStoreError,
-    StoredEvent,
-    VersionConflict,
-    fold,
-    running_fold,
-)
-from sagakit.faults import (
-    Fault,
-    FaultPlan,
-    FaultRule,
-    UnknownStepError,
-)
-from sagakit.glossary import (
-    PARTS,
-    TERMS,
-    Part,
-    Term,
-    UnknownTermError,
-    heading_anchor,
-    notebook_headings,
-    term,
-    terms_in,
-)
-from sagakit.history import (
-    COMPENSATION_PREFIXES,
-    ActivitySpan,
-    CompensationTest,
-    HistoryFileError,
-    HistoryRow,
-    Outcome,
-    activity_spans,
-    event_counts,
-    event_type_name,
-    fetch_history,
-    history_rows,
-    history_table,
-    load_history,
-    looks_like_compensation,
-    plot_timeline,
-    save_history,
-    spans_table,
-)
-from sagakit.idempotency import (
-    MAX_KEY_LENGTH,
-    NON_RETRYABLE_ERROR_TYPES,
-    IdempotencyConflict,
-    IdempotencyError,
-    IdempotencyInProgress,
-    IdempotencyKeyError,
-    IdempotencyLeaseLost,
-    IdempotencyOptions,
-    IdempotencyRecord,
-    IdempotencyStore,
-    KeyStatus,
-    fingerprint,
-    key_from_activity,
-    key_from_parts,
-)
-from sagakit.logs import (
-    WORKER_LOGGERS,
-    quiet_expected_failures,
-)
-from sagakit.notebook import show_source
-from sagakit.playground import (
-    TripChoice,
-    TripOutcome,
-    TripPlayground,
-    TripRun,
-    WidgetsNotInstalled,
-    run_trip,
-    show_run,
-)
-from sagakit.processes import (
-    IDENTITY_ENV,
-    READY_PREFIX,
-    ChildProcess,
-    ChildProcessFailed,
-    WorkerOptions,
-    run_worker,
-    serve_worker,
-    start_worker_process,
-    wait_until_polling,
-)
-from sagakit.quiz import (
-    DEFAULT_QUIZ_SEED,
-    Grade,
-    MissingExtraError,
-    Question,
-    QuizError,
-    QuizOptions,
-    QuizSession,
-    QuizView,
-    grade,
-    make_quiz,
-    quiz_widget,
-)
-from sagakit.replay import (
-    ReplayReport,
-    WorkflowTaskDidNotFail,
-    core_message,
-    replay,
-    wait_for_workflow_task_failure,
-    workflow_task_failures,
-)
-from sagakit.replication import (
-    NotEnoughReplicas,
-    PartitionChoice,
-    ReadResult,
-    ReplicaState,
-    ReplicatedStore,
-    ReplicationError,
-    StoreOptions,
-    WriteResult,
-)
-from sagakit.runtime import quiet_runtime
-from sagakit.saga import (
-    DEFAULT_COMPENSATION_RETRY_POLICY,
-    DEFAULT_COMPENSATION_TIMEOUT,
-    CompensationError,
-    CompensationProgress,
-    CompensationStatus,
-    Saga,
-    SagaProgress,
-    SagaState,
-    SagaUsageError,
-)
-from sagakit.services import (
-    BankActivities,
-    BreakfastActivities,
-    BreakfastRequest,
-    BusinessError,
-    InvariantReport,
-    OrderActivities,
-    OrderReport,
-    OrderRequest,
-    PaymentRequest,
-    ServiceError,
-    Shop,
-    ShopSeed,
-    TransferRequest,
-    TripActivities,
-    TripRequest,
-    ViolationKind,
-    World,
-    WorldSeed,
-    all_service_activities,
-    check_orders,
-    check_world,
-)
-from sagakit.tables import Table
-from sagakit.testing import time_skipping_environment
-from sagakit.validation import (
-    NotSerializable,
-    check_serializable,
-)
-from sagakit.worker import running_worker
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sagakit._errors import ConfigurationError, SagakitError
+    from sagakit._faults import Fault, FaultPlan, FaultRule, UnknownStepError, act_out_fault
+    from sagakit._idempotency import (
+        IdempotencyConflict,
+        IdempotencyError,
+        IdempotencyInProgress,
+        IdempotencyKeyError,
+        IdempotencyLeaseLost,
+        IdempotencyOptions,
+        IdempotencyRecord,
+        IdempotencyStore,
+        key_from_activity,
+        key_from_parts,
+    )
+    from sagakit._saga import (
+        CompensationError,
+        CompensationProgress,
+        CompensationStatus,
+        Saga,
+        SagaProgress,
+        SagaState,
+        SagaUsageError,
+    )
+    from sagakit._worker import CORE_MODULES, running_worker, sandbox_runner
+
+_EXPORTS: dict[str, str] = {
+    "CORE_MODULES": "sagakit._worker",
+    "CompensationError": "sagakit._saga",
+    "CompensationProgress": "sagakit._saga",
+    "CompensationStatus": "sagakit._saga",
+    "ConfigurationError": "sagakit._errors",
+    "Fault": "sagakit._faults",
+    "FaultPlan": "sagakit._faults",
+    "FaultRule": "sagakit._faults",
+    "IdempotencyConflict": "sagakit._idempotency",
+    "IdempotencyError": "sagakit._idempotency",
+    "IdempotencyInProgress": "sagakit._idempotency",
+    "IdempotencyKeyError": "sagakit._idempotency",
+    "IdempotencyLeaseLost": "sagakit._idempotency",
+    "IdempotencyOptions": "sagakit._idempotency",
+    "IdempotencyRecord": "sagakit._idempotency",
+    "IdempotencyStore": "sagakit._idempotency",
+    "Saga": "sagakit._saga",
+    "SagaProgress": "sagakit._saga",
+    "SagaState": "sagakit._saga",
+    "SagaUsageError": "sagakit._saga",
+    "SagakitError": "sagakit._errors",
+    "UnknownStepError": "sagakit._faults",
+    "act_out_fault": "sagakit._faults",
+    "key_from_activity": "sagakit._idempotency",
+    "key_from_parts": "sagakit._idempotency",
+    "running_worker": "sagakit._worker",
+    "sandbox_runner": "sagakit._worker",
+}
 
 __all__ = [
-    "ActivitySpan",
-    "BOOKING_STEPS",
-    "BUS_SCHEMA",
-    "BankActivities",
-    "BreakfastActivities",
-    "BreakfastRequest",
-    "BusinessError",
-    "COMPENSATION_PREFIXES",
-    "ChaosReport",
-    "ChaosSettings",
-    "ChildProcess",
-    "ChildProcessFailed",
+    "CORE_MODULES",
     "CompensationError",
     "CompensationProgress",
     "CompensationStatus",
-    "CompensationTest",
     "ConfigurationError",
-    "DEFAULT_COMPENSATION_RETRY_POLICY",
-    "DEFAULT_COMPENSATION_TIMEOUT",
-    "DEFAULT_QUIZ_SEED",
-    "Delivery",
-    "DeliveryOutcome",
-    "DevServer",
-    "DevServerConfig",
-    "DoctorCheck",
-    "EVENTS_SCHEMA",
-    "EventBus",
-    "EventBusError",
-    "EventStore",
-    "EventStoreError",
     "Fault",
     "FaultPlan",
     "FaultRule",
-    "Grade",
-    "Handler",
-    "HistoryFileError",
-    "HistoryRow",
-    "IDENTITY_ENV",
     "IdempotencyConflict",
     "IdempotencyError",
     "IdempotencyInProgress",
@@ -252,126 +96,34 @@ __all__ = [
     "IdempotencyOptions",
     "IdempotencyRecord",
     "IdempotencyStore",
-    "InvariantReport",
-    "KeyStatus",
-    "MAX_KEY_LENGTH",
-    "Message",
-    "MissingExtraError",
-    "NON_RETRYABLE_ERROR_TYPES",
-    "NotEnoughReplicas",
-    "NotSerializable",
-    "OrderActivities",
-    "OrderReport",
-    "OrderRequest",
-    "Outcome",
-    "PARTS",
-    "Part",
-    "PartitionChoice",
-    "PaymentRequest",
-    "PortInUseError",
-    "PortState",
-    "Question",
-    "QuizError",
-    "QuizOptions",
-    "QuizSession",
-    "QuizView",
-    "READY_PREFIX",
-    "ReadResult",
-    "ReplayReport",
-    "ReplicaState",
-    "ReplicatedStore",
-    "ReplicationError",
     "Saga",
-    "SagaOutcome",
     "SagaProgress",
     "SagaState",
     "SagaUsageError",
     "SagakitError",
-    "ServerError",
-    "ServerStartError",
-    "ServerStatus",
-    "ServerUnreachable",
-    "ServiceError",
-    "Shop",
-    "ShopSeed",
-    "StoreOptions",
-    "StoredEvent",
-    "TERMS",
-    "Table",
-    "TemporalBinaryNotFound",
-    "Term",
-    "TransferRequest",
-    "TripActivities",
-    "TripChoice",
-    "TripOutcome",
-    "TripPlayground",
-    "TripRequest",
-    "TripRun",
-    "TripSchedule",
-    "TripVerdict",
-    "UNDO_FAULTS",
-    "UNDO_STEPS",
     "UnknownStepError",
-    "UnknownTermError",
-    "VersionConflict",
-    "ViolationKind",
-    "WORKER_LOGGERS",
-    "WidgetsNotInstalled",
-    "WorkerOptions",
-    "WorkflowTaskDidNotFail",
-    "World",
-    "WorldSeed",
-    "WriteResult",
-    "activity_spans",
-    "all_service_activities",
-    "check_orders",
-    "check_serializable",
-    "check_world",
-    "configured_profile",
-    "connect",
-    "core_message",
-    "default_data_dir",
-    "event_counts",
-    "event_type_name",
-    "fetch_history",
-    "find_temporal_binary",
-    "find_test_server_binary",
-    "fingerprint",
-    "fold",
-    "grade",
-    "heading_anchor",
-    "history_rows",
-    "history_table",
+    "act_out_fault",
     "key_from_activity",
     "key_from_parts",
-    "load_history",
-    "looks_like_compensation",
-    "make_quiz",
-    "notebook_headings",
-    "plot_timeline",
-    "probe_port",
-    "quiet_expected_failures",
-    "quiet_runtime",
-    "quiz_widget",
-    "replay",
-    "run_doctor",
-    "run_schedules",
-    "run_trip",
-    "run_worker",
-    "running_fold",
     "running_worker",
-    "save_history",
-    "schedule_strategy",
-    "serve_worker",
-    "show_run",
-    "show_source",
-    "spans_table",
-    "start_worker_process",
-    "term",
-    "terms_in",
-    "time_skipping_environment",
-    "wait_for_workflow_task_failure",
-    "wait_until_polling",
-    "web_ui_url",
-    "workflow_task_failures",
+    "sandbox_runner",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'sagakit' has no attribute {name!r}")
+    from temporalio import workflow
+
+    # Outside a workflow sandbox this is a plain import; inside, it hands over the
+    # host's module instead of re-executing it (see the module docstring).
+    with workflow.unsafe.imports_passed_through():
+        module = __import__(module_name, fromlist=[name])
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 from temporalio.testing import WorkflowEnvironment
 
-from sagakit.devserver import find_test_server_binary
-from sagakit.errors import ServerStartError
-from sagakit.runtime import quiet_runtime
+from sagakit._binaries import find_test_server_binary
+from sagakit._errors import ServerStartError
+from sagakit._runtime import quiet_runtime
 
 __all__ = ["time_skipping_environment"]
 

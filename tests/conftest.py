@@ -17,14 +17,16 @@ import pytest
 from temporalio.client import Client
 
 import sagakit
-from sagakit.devserver import DevServer
+import sagakit.course.client
+from sagakit import course
+from sagakit.course.devserver import DevServer
 
 _started_here = False
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _started_here
-    if sagakit.configured_profile() is None:
+    if sagakit.course.client.configured_profile() is None:
         status = asyncio.run(DevServer().start())
         _started_here = status.started_here
 
@@ -37,7 +39,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 async def client() -> AsyncIterator[Client]:
     """A client of the session's real Temporal server."""
-    return await sagakit.connect()
+    return await course.connect()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from sagakit.idempotency import IdempotencyOptions, IdempotencyStore
+from sagakit import IdempotencyOptions, IdempotencyStore
 
 CALLS = 8
 

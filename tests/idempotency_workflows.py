@@ -14,7 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sagakit.idempotency import NON_RETRYABLE_ERROR_TYPES
+    from sagakit._idempotency import NON_RETRYABLE_ERROR_TYPES
 
 
 @dataclass(frozen=True)

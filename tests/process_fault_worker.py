@@ -23,10 +23,10 @@ from typing import Any
 
 from temporalio import activity
 
-from sagakit.faults import Fault, FaultPlan, FaultRule
-from sagakit.lessons.trip import TripSagaWorkflow
-from sagakit.processes import run_worker
-from sagakit.services.activities import TripActivities, TripRequest
+from sagakit import Fault, FaultPlan, FaultRule
+from sagakit.course.lessons.trip import TripSagaWorkflow
+from sagakit.course.processes import run_worker
+from sagakit.course.services.activities import TripActivities, TripRequest
 
 
 def parse_spec(spec: str) -> list[tuple[str, str, str]]:

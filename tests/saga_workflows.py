@@ -9,7 +9,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from sagakit.saga import Saga
+from sagakit import Saga
 
 with workflow.unsafe.imports_passed_through():
     from saga_activities import StepCall, block_step, do_step, undo_step

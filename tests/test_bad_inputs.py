@@ -27,29 +27,33 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 
 import sagakit
-from sagakit.devserver import DevServer, DevServerConfig, find_temporal_binary
-from sagakit.errors import (
+import sagakit.course.client
+from sagakit import (
     ConfigurationError,
-    PortInUseError,
-    SagakitError,
-    ServerStartError,
-    ServerUnreachable,
-    TemporalBinaryNotFound,
-)
-from sagakit.faults import FaultPlan, UnknownStepError
-from sagakit.idempotency import (
+    FaultPlan,
     IdempotencyError,
     IdempotencyKeyError,
     IdempotencyOptions,
     IdempotencyStore,
+    Saga,
+    SagakitError,
+    SagaUsageError,
+    UnknownStepError,
+    course,
 )
-from sagakit.lessons.trip import TripSagaInput, TripSagaWorkflow
-from sagakit.saga import Saga, SagaUsageError
-from sagakit.services.activities import TripActivities
-from sagakit.services.errors import IdempotencyKeyReused
-from sagakit.services.invariants import check_world
-from sagakit.services.world import World
-from sagakit.validation import NotSerializable, check_serializable
+from sagakit.course.devserver import DevServer, DevServerConfig, find_temporal_binary
+from sagakit.course.errors import (
+    PortInUseError,
+    ServerStartError,
+    ServerUnreachable,
+    TemporalBinaryNotFound,
+)
+from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
+from sagakit.course.services.activities import TripActivities
+from sagakit.course.services.errors import IdempotencyKeyReused
+from sagakit.course.services.invariants import check_world
+from sagakit.course.services.world import World
+from sagakit.course.validation import NotSerializable, check_serializable
 from tests.helpers import free_port
 
 
@@ -158,7 +162,7 @@ async def _no_binary_server(ws: Workspace) -> None:
 async def _connect_before_the_server_can_start(ws: Workspace) -> None:
     config = ws.server()
     ws.no_binary()
-    await sagakit.connect(server=config)
+    await course.connect(server=config)
 
 
 async def _port_in_use(ws: Workspace) -> None:
@@ -171,29 +175,29 @@ async def _ui_port_in_use(ws: Workspace) -> None:
 
 async def _unreachable_address(ws: Workspace) -> None:
     ws.monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
-    await sagakit.connect(timeout=3)
+    await course.connect(timeout=3)
 
 
 async def _silent_address(ws: Workspace) -> None:
     ws.monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{ws.squat()}")
-    await sagakit.connect(timeout=1)
+    await course.connect(timeout=1)
 
 
 async def _malformed_address(ws: Workspace) -> None:
     ws.monkeypatch.setenv("TEMPORAL_ADDRESS", "not a host::")
-    await sagakit.connect(timeout=2)
+    await course.connect(timeout=2)
 
 
 def _unknown_profile(ws: Workspace) -> None:
     ws.monkeypatch.setenv("TEMPORAL_PROFILE", "no-such-profile")
-    sagakit.configured_profile()
+    sagakit.course.client.configured_profile()
 
 
 def _corrupt_profile_file(ws: Workspace) -> None:
     config = ws.root / "temporal.toml"
     config.write_text('[profile.default\naddress = "127.0.0.1:7233"\n')
     ws.monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config))
-    sagakit.configured_profile()
+    sagakit.course.client.configured_profile()
 
 
 async def _unwritable_data_dir(ws: Workspace) -> None:

@@ -25,10 +25,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from sagakit.client import web_ui_url
-from sagakit.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
-from sagakit.quiz import QuizOptions, make_quiz
-from sagakit.worker import running_worker
+from sagakit import running_worker
+from sagakit.course.client import web_ui_url
+from sagakit.course.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
+from sagakit.course.quiz import QuizOptions, make_quiz
 from tests.helpers import ROOT, free_port
 from tests.test_lab import _lab_command
 

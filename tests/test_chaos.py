@@ -24,20 +24,18 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from temporalio.client import Client, WorkflowFailureError
 
-from sagakit.chaos import (
+from sagakit import ConfigurationError, Fault, running_worker
+from sagakit.course.chaos import (
     ChaosSettings,
     SagaOutcome,
     TripSchedule,
     run_schedules,
     schedule_strategy,
 )
-from sagakit.errors import ConfigurationError
-from sagakit.faults import Fault
-from sagakit.lessons.trip import TripSagaInput, TripSagaWorkflow
-from sagakit.logs import quiet_expected_failures
-from sagakit.services.invariants import ViolationKind, check_world
-from sagakit.services.world import World
-from sagakit.worker import running_worker
+from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
+from sagakit.course.logs import quiet_expected_failures
+from sagakit.course.services.invariants import ViolationKind, check_world
+from sagakit.course.services.world import World
 from tests.process_fault_worker import PausingTripActivities
 
 BATCH = 24

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from sagakit.idempotency import IdempotencyConflict, IdempotencyOptions, IdempotencyStore
-from sagakit.services.errors import IdempotencyKeyReused
-from sagakit.services.invariants import ViolationKind, check_world
-from sagakit.services.world import World
+from sagakit import IdempotencyConflict, IdempotencyOptions, IdempotencyStore
+from sagakit.course.services.errors import IdempotencyKeyReused
+from sagakit.course.services.invariants import ViolationKind, check_world
+from sagakit.course.services.world import World
 from tests.helpers import ROOT, release_together
 
 DOUBLES = {ViolationKind.DOUBLE_BOOKING, ViolationKind.DOUBLE_CHARGE, ViolationKind.REPEATED_KEY}
@@ -47,15 +47,15 @@ def call(_):
     barrier.wait()
     try:
         if what == "book":
-            from sagakit.services.world import World
+            from sagakit.course.services.world import World
             booking = World(db).trips.book_hotel("t1", variant, idempotency_key=key)
             return {"ok": [booking.booking_id, booking.customer]}
         if what == "withdraw":
-            from sagakit.services.world import World
+            from sagakit.course.services.world import World
             receipt = World(db).bank.withdraw("alice", int(variant), reference="trip t1",
                                               idempotency_key=key)
             return {"ok": [receipt.balance]}
-        from sagakit.idempotency import IdempotencyOptions, IdempotencyStore
+        from sagakit import IdempotencyOptions, IdempotencyStore
         import sqlite3
         store = IdempotencyStore(db + ".keys", IdempotencyOptions(wait_timeout=timedelta(seconds=60)))
         def effect():

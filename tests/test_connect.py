@@ -11,7 +11,10 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 import sagakit
-from sagakit import ConfigurationError, ServerUnreachable, web_ui_url
+import sagakit.course.client
+from sagakit import ConfigurationError, course
+from sagakit.course.client import web_ui_url
+from sagakit.course.errors import ServerUnreachable
 from tests.helpers import free_port
 
 
@@ -36,15 +39,15 @@ def silent_listener() -> Iterator[int]:
 
 
 async def test_without_configuration_uses_the_local_dev_server() -> None:
-    assert sagakit.configured_profile() is None
-    client = await sagakit.connect()
+    assert sagakit.course.client.configured_profile() is None
+    client = await course.connect()
     assert client.service_client.config.target_host == "127.0.0.1:7233"
     assert await client.service_client.check_health()
 
 
 async def test_temporal_address_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", "localhost:7233")
-    client = await sagakit.connect()
+    client = await course.connect()
     assert client.service_client.config.target_host == "localhost:7233"
 
 
@@ -55,14 +58,14 @@ async def test_profile_file_is_used(
     config.write_text('[profile.course]\naddress = "localhost:7233"\nnamespace = "default"\n')
     monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config))
     monkeypatch.setenv("TEMPORAL_PROFILE", "course")
-    client = await sagakit.connect()
+    client = await course.connect()
     assert client.service_client.config.target_host == "localhost:7233"
 
 
 async def test_unreachable_address_fails_fast_with_advice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
     with pytest.raises(ServerUnreachable, match="unset TEMPORAL_ADDRESS"):
-        await sagakit.connect(timeout=5)
+        await course.connect(timeout=5)
 
 
 async def test_silent_address_times_out_instead_of_hanging(
@@ -71,20 +74,20 @@ async def test_silent_address_times_out_instead_of_hanging(
     monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{silent_listener}")
     started = time.monotonic()
     with pytest.raises(ServerUnreachable, match=r"within 1s"):
-        await sagakit.connect(timeout=1)
+        await course.connect(timeout=1)
     assert time.monotonic() - started < 30, "connect() must give up, not hang"
 
 
 async def test_malformed_address(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", "not a host::")
     with pytest.raises(ConfigurationError, match="host:port"):
-        await sagakit.connect(timeout=2)
+        await course.connect(timeout=2)
 
 
 async def test_unknown_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_PROFILE", "no-such-profile")
     with pytest.raises(ConfigurationError, match="TEMPORAL_PROFILE"):
-        await sagakit.connect()
+        await course.connect()
 
 
 def test_web_ui_url(monkeypatch: pytest.MonkeyPatch) -> None:

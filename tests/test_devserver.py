@@ -12,19 +12,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from sagakit import (
-    ConfigurationError,
-    DevServer,
-    DevServerConfig,
-    PortInUseError,
-    ServerStartError,
-    TemporalBinaryNotFound,
-    find_temporal_binary,
-    quiet_runtime,
-    running_worker,
-)
-from sagakit.devserver import probe_port
-from sagakit.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
+from sagakit import ConfigurationError, running_worker
+from sagakit._runtime import quiet_runtime
+from sagakit.course.devserver import DevServer, DevServerConfig, find_temporal_binary, probe_port
+from sagakit.course.errors import PortInUseError, ServerStartError, TemporalBinaryNotFound
+from sagakit.course.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
 from tests.helpers import free_port
 
 

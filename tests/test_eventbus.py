@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sagakit.errors import ConfigurationError, SagakitError
-from sagakit.eventbus import DeliveryOutcome, EventBus, EventBusError, Message
+from sagakit import ConfigurationError, SagakitError
+from sagakit.course.eventbus import DeliveryOutcome, EventBus, EventBusError, Message
 
 
 def test_messages_reach_subscribers_in_log_order(tmp_path: Path) -> None:

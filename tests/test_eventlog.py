@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sagakit.errors import ConfigurationError
-from sagakit.eventlog import EventStore, StoredEvent, VersionConflict, fold, running_fold
+from sagakit import ConfigurationError
+from sagakit.course.eventlog import EventStore, StoredEvent, VersionConflict, fold, running_fold
 
 
 def _balance(balance: int, event: StoredEvent) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from sagakit.exercises import EXERCISES, CheckResult, UnknownExercise, check
+from sagakit.course.exercises import EXERCISES, CheckResult, UnknownExercise, check
 from tests.helpers import ROOT
 
 EXERCISE_DIR = ROOT / "notebooks" / "exercises"

@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from temporalio.converter import DataConverter
 
-from sagakit.errors import ConfigurationError, SagakitError
-from sagakit.faults import Fault, FaultPlan, FaultRule, UnknownStepError
+from sagakit import ConfigurationError, Fault, FaultPlan, FaultRule, SagakitError, UnknownStepError
 
 STEPS = ("book_hotel", "book_flight", "book_excursion", "cancel_hotel")
 

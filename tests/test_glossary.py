@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sagakit.errors import SagakitError
-from sagakit.glossary import (
+from sagakit import SagakitError
+from sagakit.course.glossary import (
     PARTS,
     TERMS,
     Term,
@@ -19,7 +19,7 @@ from sagakit.glossary import (
     term,
     terms_in,
 )
-from sagakit.quiz import (
+from sagakit.course.quiz import (
     Grade,
     QuizError,
     QuizOptions,
@@ -135,7 +135,7 @@ def test_link_target_exists(entry: Term) -> None:
     headings = notebook_headings(path)
     assert entry.anchor in [heading_anchor(h) for h in headings], (
         f"{entry.notebook} has no heading {entry.heading!r} for {entry.label}. Its headings: "
-        f"{headings}. Fix the heading in sagakit/glossary.py (or in the notebook)."
+        f"{headings}. Fix the heading in sagakit/course/glossary.py (or in the notebook)."
     )
 
 

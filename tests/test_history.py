@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
     import pytest
     from matplotlib.figure import Figure
 
+    from sagakit import running_worker
+    from sagakit.course.history_views import history_table, plot_timeline, spans_table
     from sagakit.history import (
         ActivitySpan,
         HistoryFileError,
@@ -34,14 +36,10 @@ with workflow.unsafe.imports_passed_through():
         event_type_name,
         fetch_history,
         history_rows,
-        history_table,
         load_history,
         looks_like_compensation,
-        plot_timeline,
         save_history,
-        spans_table,
     )
-    from sagakit.worker import running_worker
 
 DATA = Path(__file__).parent / "data"
 TRIP_HISTORY = DATA / "trip_saga_history.json"

@@ -26,9 +26,8 @@ from idempotency_workflows import Charge, ChargeWithWorkflowKey, ChargeWorkflow,
 from temporalio import activity
 from temporalio.client import Client
 
-from sagakit.errors import ConfigurationError, SagakitError
-from sagakit.idempotency import (
-    MAX_KEY_LENGTH,
+from sagakit import (
+    ConfigurationError,
     IdempotencyConflict,
     IdempotencyError,
     IdempotencyInProgress,
@@ -36,11 +35,12 @@ from sagakit.idempotency import (
     IdempotencyLeaseLost,
     IdempotencyOptions,
     IdempotencyStore,
-    fingerprint,
+    SagakitError,
     key_from_activity,
     key_from_parts,
+    running_worker,
 )
-from sagakit.worker import running_worker
+from sagakit._idempotency import MAX_KEY_LENGTH, fingerprint
 from tests.helpers import release_together
 
 WORKER_SCRIPT = Path(__file__).with_name("idempotency_worker_proc.py")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sagakit.errors import ConfigurationError
-from sagakit.lessons.acid import (
+from sagakit import ConfigurationError
+from sagakit.course.lessons.acid import (
     STILL_WRITING,
     InterleavingStuck,
     Step,
@@ -25,7 +25,7 @@ from sagakit.lessons.acid import (
     transfer,
     transfer_without_transaction,
 )
-from sagakit.processes import ChildProcess
+from sagakit.course.processes import ChildProcess
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_trace_table_has_one_row_per_turn(bank: Path) -> None:
 def test_committed_rows_survive_sigkill_and_uncommitted_ones_vanish(tmp_path: Path) -> None:
     orders = tmp_path / "orders.db"
     for _ in range(2):  # a second run starts from an empty table again
-        with ChildProcess.start("sagakit.lessons.acid", "writer", str(orders)) as child:
+        with ChildProcess.start("sagakit.course.lessons.acid", "writer", str(orders)) as child:
             child.wait_for_line(STILL_WRITING)
             child.kill()
         journal = Path(f"{orders}-journal")

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from sagakit.faults import Fault, FaultPlan
-from sagakit.history import ActivitySpan, activity_spans
-from sagakit.lessons.breakfast import (
+from sagakit import Fault, FaultPlan, Saga, running_worker
+from sagakit.course.lessons.breakfast import (
     BreakfastInput,
     BreakfastRun,
     BreakfastWorkflow,
@@ -22,10 +21,9 @@ from sagakit.lessons.breakfast import (
     undo_phase_seconds,
     wait_for_stage,
 )
-from sagakit.logs import quiet_expected_failures
-from sagakit.saga import Saga
-from sagakit.services import BreakfastActivities, ViolationKind, World, check_world
-from sagakit.worker import running_worker
+from sagakit.course.logs import quiet_expected_failures
+from sagakit.course.services import BreakfastActivities, ViolationKind, World, check_world
+from sagakit.history import ActivitySpan, activity_spans
 
 WORKFLOWS = [BreakfastWorkflow, NaiveBreakfastWorkflow, FallThroughBreakfastWorkflow]
 

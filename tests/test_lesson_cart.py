@@ -19,10 +19,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from sagakit import quiet_runtime, running_worker
-from sagakit.errors import ConfigurationError
-from sagakit.history import event_counts
-from sagakit.lessons.cart import (
+from sagakit import ConfigurationError, running_worker
+from sagakit._runtime import quiet_runtime
+from sagakit.course.lessons.cart import (
     EVENT_MEANINGS,
     AttemptLog,
     CartInput,
@@ -36,6 +35,7 @@ from sagakit.lessons.cart import (
     charge_payment,
     reserve_items,
 )
+from sagakit.history import event_counts
 
 WORKFLOWS = [ShoppingCartWorkflow, MisbehavingCartWorkflow]
 ACTIVITIES = [charge_payment, reserve_items]

@@ -9,17 +9,18 @@ import pytest
 from matplotlib.figure import Figure
 from temporalio.client import Client
 
-from sagakit import Fault, FaultPlan, TripActivities, World, check_world, running_worker
-from sagakit.eventbus import EventBus
-from sagakit.lessons.choreography import (
+from sagakit import Fault, FaultPlan, running_worker
+from sagakit.course.eventbus import EventBus
+from sagakit.course.lessons.choreography import (
     ChoreographyOptions,
     TripChoreography,
     choreography_arrows,
     orchestration_arrows,
     plot_sequence,
 )
-from sagakit.lessons.trip import TripSagaInput, TripSagaWorkflow
-from sagakit.processes import start_worker_process
+from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
+from sagakit.course.processes import start_worker_process
+from sagakit.course.services import TripActivities, World, check_world
 
 EXCURSION_FAILS_AFTER_EFFECT = FaultPlan.of(
     {"book_excursion": [Fault.FAIL_AFTER, Fault.FAIL_PERMANENT]}
@@ -133,7 +134,7 @@ async def test_a_killed_worker_process_is_replaced_and_the_saga_finishes(
     db = tmp_path / "world.db"
     world = World(db)
     child = await start_worker_process(
-        client, "sagakit.lessons.choreography", task_queue, str(db), task_queue=task_queue
+        client, "sagakit.course.lessons.choreography", task_queue, str(db), task_queue=task_queue
     )
     try:
         handle = await client.start_workflow(

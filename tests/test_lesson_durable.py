@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from sagakit import running_worker
-from sagakit.lessons.durable import (
+from sagakit.course.lessons.durable import (
     Checkout,
     CheckoutWorkflow,
     Dispatch,
@@ -35,11 +35,11 @@ from sagakit.lessons.durable import (
     steps_completed_more_than_once,
     wait_for_step,
 )
-from sagakit.logs import quiet_expected_failures
-from sagakit.processes import start_worker_process
-from sagakit.replay import replay, wait_for_workflow_task_failure
+from sagakit.course.logs import quiet_expected_failures
+from sagakit.course.processes import start_worker_process
+from sagakit.course.replay import replay, wait_for_workflow_task_failure
 
-DURABLE = "sagakit.lessons.durable"
+DURABLE = "sagakit.course.lessons.durable"
 
 
 async def test_a_new_worker_finishes_the_order_without_redoing_completed_steps(

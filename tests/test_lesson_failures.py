@@ -6,8 +6,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from sagakit import running_worker
-from sagakit.eventlog import fold
-from sagakit.lessons.failures import (
+from sagakit.course.eventlog import fold
+from sagakit.course.lessons.failures import (
     AccountEvent,
     AccountWorkflow,
     Order,
@@ -19,8 +19,8 @@ from sagakit.lessons.failures import (
     recorded_signals,
     reserve_inventory,
 )
-from sagakit.logs import quiet_expected_failures
-from sagakit.replay import replay
+from sagakit.course.logs import quiet_expected_failures
+from sagakit.course.replay import replay
 
 
 async def _place(client: Client, task_queue: str, order: Order) -> tuple[OrderOutcome, list[str]]:

@@ -10,8 +10,8 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError, TimeoutError
 
-from sagakit import Fault, FaultPlan, TripActivities, check_world, running_worker
-from sagakit.lessons.fineprint import (
+from sagakit import Fault, FaultPlan, SagaProgress, SagaState, running_worker
+from sagakit.course.lessons.fineprint import (
     NOT_CONFIRMED,
     ConfirmedTripInput,
     ConfirmedTripWorkflow,
@@ -21,9 +21,9 @@ from sagakit.lessons.fineprint import (
     reset_workflow,
     wait_for_stage,
 )
-from sagakit.lessons.trip import TripSagaInput, TripSagaWorkflow
-from sagakit.logs import quiet_expected_failures
-from sagakit.saga import SagaProgress, SagaState
+from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
+from sagakit.course.logs import quiet_expected_failures
+from sagakit.course.services import TripActivities, check_world
 from sagakit.testing import time_skipping_environment
 
 WORKFLOWS = [ConfirmedTripWorkflow, HandRolledTripWorkflow, TripSagaWorkflow]

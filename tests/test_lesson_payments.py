@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from sagakit.faults import Fault, FaultPlan
-from sagakit.idempotency import IdempotencyStore
-from sagakit.lessons.payments import (
+from sagakit import Fault, FaultPlan, IdempotencyStore, running_worker
+from sagakit.course.lessons.payments import (
     PAYMENT_SEED,
     CheckThenActStore,
     KeyStrategy,
@@ -22,10 +21,9 @@ from sagakit.lessons.payments import (
     race_same_key,
     try_key_strategy,
 )
-from sagakit.logs import quiet_expected_failures
-from sagakit.replay import replay
-from sagakit.services import BankActivities, ViolationKind, World, check_world
-from sagakit.worker import running_worker
+from sagakit.course.logs import quiet_expected_failures
+from sagakit.course.replay import replay
+from sagakit.course.services import BankActivities, ViolationKind, World, check_world
 
 
 async def _pay_once_with_lost_reply(

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from sagakit import running_worker
-from sagakit.errors import ConfigurationError
-from sagakit.lessons.scaling import (
+from sagakit import ConfigurationError, running_worker
+from sagakit.course.lessons.scaling import (
     Batch,
     BatchWorkflow,
     FlakyBatch,

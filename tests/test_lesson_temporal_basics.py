@@ -12,10 +12,8 @@ from temporalio.api.enums.v1 import PendingWorkflowTaskState
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-import sagakit
-from sagakit import running_worker
-from sagakit.history import event_counts
-from sagakit.lessons.temporal_basics import (
+from sagakit import course, running_worker
+from sagakit.course.lessons.temporal_basics import (
     ChargeCurrentPriceWorkflow,
     CheckoutInput,
     EventNotSeen,
@@ -38,6 +36,7 @@ from sagakit.lessons.temporal_basics import (
     stamp,
     wait_for_event,
 )
+from sagakit.history import event_counts
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +73,7 @@ async def test_two_workers_on_one_task_queue_share_the_activities(
 ) -> None:
     # One client per worker, as on two machines: the SDK allows one worker per
     # task queue on each client connection.
-    other_client = await sagakit.connect()
+    other_client = await course.connect()
 
     def packer(name: str, connection: Client) -> Worker:
         return Worker(

@@ -9,17 +9,17 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from sagakit import Fault, FaultPlan, TripActivities, World, check_world, running_worker
-from sagakit.errors import ConfigurationError
-from sagakit.history import activity_spans
-from sagakit.lessons.trip import TRIP_STEPS, TripSagaInput, TripSagaWorkflow
-from sagakit.lessons.trip_worker import (
+from sagakit import ConfigurationError, Fault, FaultPlan, running_worker
+from sagakit.course.lessons.trip import TRIP_STEPS, TripSagaInput, TripSagaWorkflow
+from sagakit.course.lessons.trip_worker import (
     StepNotRunning,
     fault_plan_from_json,
     wait_until_step_running,
 )
-from sagakit.processes import start_worker_process
-from sagakit.services.invariants import ViolationKind
+from sagakit.course.processes import start_worker_process
+from sagakit.course.services import TripActivities, World, check_world
+from sagakit.course.services.invariants import ViolationKind
+from sagakit.history import activity_spans
 
 
 async def _run(
@@ -125,7 +125,12 @@ async def test_a_worker_killed_mid_step_is_replaced_and_the_trip_completes(
 ) -> None:
     db = tmp_path / "world.db"
     World(db)
-    worker_args = ("sagakit.lessons.trip_worker", task_queue, str(db), '{"book_flight": ["hang"]}')
+    worker_args = (
+        "sagakit.course.lessons.trip_worker",
+        task_queue,
+        str(db),
+        '{"book_flight": ["hang"]}',
+    )
     first = await start_worker_process(client, *worker_args, task_queue=task_queue)
     with first:
         handle = await client.start_workflow(

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from sagakit.glossary import TERMS
+from sagakit.course.glossary import TERMS
 from tests.helpers import ROOT
 
 SCRIPT = ROOT / "tools" / "navigation.py"

@@ -17,19 +17,16 @@ from temporalio import workflow
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import RetryPolicy
 
-from sagakit.errors import ConfigurationError
-from sagakit.faults import Fault, FaultPlan, UnknownStepError
-from sagakit.saga import Saga
-from sagakit.services.errors import IdempotencyKeyReused, InsufficientFunds, OutOfStock
-from sagakit.services.order_invariants import check_orders
-from sagakit.services.orders import (
+from sagakit import ConfigurationError, Fault, FaultPlan, Saga, UnknownStepError, running_worker
+from sagakit.course.services.errors import IdempotencyKeyReused, InsufficientFunds, OutOfStock
+from sagakit.course.services.order_invariants import check_orders
+from sagakit.course.services.orders import (
     SHOP_ACCOUNT,
     OrderActivities,
     OrderRequest,
     Shop,
     ShopSeed,
 )
-from sagakit.worker import running_worker
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_errors_share_one_root() -> None:
 def test_every_module_exports_into_the_package() -> None:
     """A public name of a top-level module is re-exported from ``sagakit``.
 
-    Subpackages (``sagakit.services``, ``sagakit.lessons``) are namespaces of their own.
+    Subpackages (``sagakit.course.services``, ``sagakit.course.lessons``) are namespaces of their own.
     """
     import importlib
     import pkgutil
@@ -81,7 +81,7 @@ def test_every_module_exports_into_the_package() -> None:
 
 
 def test_the_error_tree_in_errors_py_names_every_error() -> None:
-    """The drawing in sagakit/errors.py is how users learn what can go wrong: keep it whole."""
+    """The drawing in sagakit/_errors.py is how users learn what can go wrong: keep it whole."""
     import importlib
     import pkgutil
 
@@ -92,10 +92,10 @@ def test_the_error_tree_in_errors_py_names_every_error() -> None:
     def subclasses(cls: type) -> list[type]:
         return [s for c in cls.__subclasses__() for s in (c, *subclasses(c))]
 
-    doc = importlib.import_module("sagakit.errors").__doc__ or ""
+    doc = importlib.import_module("sagakit._errors").__doc__ or ""
     missing = {
         c.__name__
         for c in subclasses(sagakit.SagakitError)
-        if not c.__module__.startswith("sagakit.lessons") and c.__name__ not in doc
+        if not c.__module__.startswith("sagakit.course.lessons") and c.__name__ not in doc
     }
     assert missing == set()

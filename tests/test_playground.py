@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from sagakit.errors import ConfigurationError
-from sagakit.faults import Fault, FaultPlan
-from sagakit.logs import WORKER_LOGGERS
-from sagakit.playground import TripChoice, TripPlayground, run_trip
+from sagakit import ConfigurationError, Fault, FaultPlan
+from sagakit.course.logs import WORKER_LOGGERS
+from sagakit.course.playground import TripChoice, TripPlayground, run_trip
 
 
 def test_a_choice_becomes_a_fault_plan() -> None:

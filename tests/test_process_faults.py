@@ -19,14 +19,14 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from sagakit.devserver import DevServer, DevServerConfig
-from sagakit.lessons.trip import TripSagaInput, TripSagaWorkflow
-from sagakit.logs import quiet_expected_failures
-from sagakit.processes import ChildProcess, start_worker_process
-from sagakit.runtime import quiet_runtime
-from sagakit.services.invariants import check_world
-from sagakit.services.world import World
-from sagakit.worker import running_worker
+from sagakit import running_worker
+from sagakit._runtime import quiet_runtime
+from sagakit.course.devserver import DevServer, DevServerConfig
+from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
+from sagakit.course.logs import quiet_expected_failures
+from sagakit.course.processes import ChildProcess, start_worker_process
+from sagakit.course.services.invariants import check_world
+from sagakit.course.services.world import World
 from tests.helpers import free_port
 from tests.process_fault_worker import PausingTripActivities, failures_only
 

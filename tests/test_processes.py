@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from sagakit.lessons.acid import STILL_WRITING
-from sagakit.lessons.durable import (
+from sagakit.course.lessons.acid import STILL_WRITING
+from sagakit.course.lessons.durable import (
     OrderInput,
     OrderWorkflow,
     create_step_log,
     read_step_log,
 )
-from sagakit.processes import (
+from sagakit.course.processes import (
     READY_PREFIX,
     ChildProcess,
     ChildProcessFailed,
@@ -43,7 +43,9 @@ def _exited(pid: int, timeout: float) -> bool:
 
 
 def test_a_killed_child_reports_sigkill_and_keeps_its_output(tmp_path: Path) -> None:
-    with ChildProcess.start("sagakit.lessons.acid", "writer", str(tmp_path / "o.db")) as child:
+    with ChildProcess.start(
+        "sagakit.course.lessons.acid", "writer", str(tmp_path / "o.db")
+    ) as child:
         line = child.wait_for_line(STILL_WRITING)
         assert child.alive
         assert child.kill() == -signal.SIGKILL
@@ -54,15 +56,17 @@ def test_a_killed_child_reports_sigkill_and_keeps_its_output(tmp_path: Path) -> 
 
 
 def test_waiting_for_a_line_fails_clearly_when_the_child_exits(tmp_path: Path) -> None:
-    child = ChildProcess.start("sagakit.lessons.acid", "no-such-command")
+    child = ChildProcess.start("sagakit.course.lessons.acid", "no-such-command")
     with pytest.raises(ChildProcessFailed, match="exited with status 2") as caught:
         child.wait_for_line("never printed")
-    assert "usage: python -m sagakit.lessons.acid" in str(caught.value)
+    assert "usage: python -m sagakit.course.lessons.acid" in str(caught.value)
     assert child.returncode == 2
 
 
 def test_waiting_for_a_line_times_out_with_the_output_so_far(tmp_path: Path) -> None:
-    with ChildProcess.start("sagakit.lessons.acid", "writer", str(tmp_path / "o.db")) as child:
+    with ChildProcess.start(
+        "sagakit.course.lessons.acid", "writer", str(tmp_path / "o.db")
+    ) as child:
         child.wait_for_line(STILL_WRITING)
         with pytest.raises(ChildProcessFailed, match="did not print") as caught:
             child.wait_for_line("a line the writer never prints", timeout=0.2)
@@ -72,8 +76,8 @@ def test_waiting_for_a_line_times_out_with_the_output_so_far(tmp_path: Path) -> 
 def test_a_child_stops_when_its_parent_dies(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
-        "from sagakit.processes import ChildProcess\n"
-        "child = ChildProcess.start('sagakit.lessons.acid', 'writer', sys.argv[1])\n"
+        "from sagakit.course.processes import ChildProcess\n"
+        "child = ChildProcess.start('sagakit.course.lessons.acid', 'writer', sys.argv[1])\n"
         "child.wait_for_line('still writing')\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(60)\n"
@@ -97,7 +101,7 @@ async def test_a_worker_process_polls_runs_workflows_and_stops_cleanly(
 ) -> None:
     log = create_step_log(tmp_path / "steps.db")
     worker = await start_worker_process(
-        client, "sagakit.lessons.durable", "worker", task_queue, task_queue=task_queue
+        client, "sagakit.course.lessons.durable", "worker", task_queue, task_queue=task_queue
     )
     try:
         result = await client.execute_workflow(
@@ -117,7 +121,7 @@ async def test_a_worker_process_polls_runs_workflows_and_stops_cleanly(
 async def test_a_worker_that_cannot_start_fails_fast(client: Client, task_queue: str) -> None:
     with pytest.raises(ChildProcessFailed, match="exited with status 2"):
         await start_worker_process(
-            client, "sagakit.lessons.durable", "not-a-command", task_queue=task_queue
+            client, "sagakit.course.lessons.durable", "not-a-command", task_queue=task_queue
         )
 
 
@@ -125,10 +129,10 @@ async def test_a_worker_process_stops_when_its_parent_dies(client: Client, task_
     script = (
         "import asyncio, os, sys, time\n"
         "import sagakit\n"
-        "from sagakit.processes import start_worker_process\n"
+        "from sagakit.course.processes import start_worker_process\n"
         "async def main():\n"
-        "    client = await sagakit.connect()\n"
-        "    w = await start_worker_process(client, 'sagakit.lessons.durable', 'worker',\n"
+        "    client = await course.connect()\n"
+        "    w = await start_worker_process(client, 'sagakit.course.lessons.durable', 'worker',\n"
         "                                   sys.argv[1], task_queue=sys.argv[1])\n"
         "    print(w.pid, flush=True)\n"
         "    time.sleep(60)\n"

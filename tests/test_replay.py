@@ -6,8 +6,8 @@ import logging
 
 from temporalio.workflow import NondeterminismError
 
-from sagakit.logs import WORKER_LOGGERS, quiet_expected_failures
-from sagakit.replay import ReplayReport, core_message
+from sagakit.course.logs import WORKER_LOGGERS, quiet_expected_failures
+from sagakit.course.replay import ReplayReport, core_message
 
 
 def test_core_message_extracts_the_inner_message() -> None:

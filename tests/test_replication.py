@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sagakit.errors import ConfigurationError, SagakitError
-from sagakit.replication import (
+from sagakit import ConfigurationError, SagakitError
+from sagakit.course.replication import (
     NotEnoughReplicas,
     PartitionChoice,
     ReplicatedStore,

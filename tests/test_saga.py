@@ -1,4 +1,4 @@
-"""sagakit.saga.Saga against the real Temporal server, plus its pure-Python contract.
+"""sagakit._saga.Saga against the real Temporal server, plus its pure-Python contract.
 
 The activities write to a SQLite ledger (see saga_activities.py), so each test
 reads what really ran, in what order, and how often.
@@ -21,16 +21,17 @@ from temporalio.converter import DataConverter
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.worker import Replayer
 
-from sagakit import running_worker
-from sagakit.errors import ConfigurationError, SagakitError
-from sagakit.saga import (
+from sagakit import (
     CompensationError,
     CompensationProgress,
     CompensationStatus,
+    ConfigurationError,
     Saga,
+    SagakitError,
     SagaProgress,
     SagaState,
     SagaUsageError,
+    running_worker,
 )
 
 WAIT_S = 30.0

@@ -21,8 +21,10 @@ import pytest
 from temporalio.client import Client
 
 import sagakit
-from sagakit.devserver import DevServer, DevServerConfig
-from sagakit.errors import ServerUnreachable
+import sagakit.course.client
+from sagakit import course
+from sagakit.course.devserver import DevServer, DevServerConfig
+from sagakit.course.errors import ServerUnreachable
 from tests.helpers import ROOT, free_port
 from tests.test_lab import _lab_command
 
@@ -130,7 +132,7 @@ async def test_a_dev_server_started_by_sagakit_listens_on_loopback_only(
 
 @needs_proc
 async def test_the_shared_dev_server_listens_on_loopback_only(client: Client) -> None:
-    if sagakit.configured_profile() is not None:
+    if sagakit.course.client.configured_profile() is not None:
         pytest.skip("the tests use a configured Temporal server, not the local dev server")
     pid = _owner_of_port(7233)
     if pid is None:
@@ -252,7 +254,7 @@ async def test_an_api_key_from_the_environment_reaches_the_client_and_no_file(
     monkeypatch.setenv("TEMPORAL_API_KEY", key)
     monkeypatch.setenv("TEMPORAL_TLS", "false")  # the local server stands in for the cloud
     before = _files(clean_home)
-    client = await sagakit.connect()
+    client = await course.connect()
     assert client.service_client.config.api_key == key
     assert await client.service_client.check_health()
     assert _files(clean_home) == before, "connect() must not write anything"
@@ -269,7 +271,7 @@ async def test_an_api_key_from_a_profile_file_is_read_not_rewritten(
     )
     monkeypatch.setenv("TEMPORAL_PROFILE", "cloud")
     before = _files(clean_home)
-    client = await sagakit.connect()
+    client = await course.connect()
     assert client.service_client.config.api_key == key
     assert _files(clean_home) == before
 
@@ -281,7 +283,7 @@ async def test_a_failed_connection_does_not_echo_the_key(
     monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("TEMPORAL_API_KEY", key)
     with pytest.raises(ServerUnreachable) as raised:
-        await sagakit.connect(timeout=3)
+        await course.connect(timeout=3)
     shown = [str(raised.value), repr(raised.value), str(raised.value.__cause__)]
     assert not any(key in text for text in shown)
     assert not any(key.encode() in data for data in _files(clean_home).values())

@@ -18,8 +18,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 with workflow.unsafe.imports_passed_through():
-    from sagakit.faults import Fault, FaultPlan, UnknownStepError
-    from sagakit.services import (
+    from sagakit import Fault, FaultPlan, UnknownStepError, running_worker
+    from sagakit.course.services import (
         ALL_STEPS,
         BankActivities,
         BreakfastActivities,
@@ -29,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         World,
         all_service_activities,
     )
-    from sagakit.worker import running_worker
 
 
 @dataclass(frozen=True)

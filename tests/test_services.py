@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sagakit.errors import ConfigurationError, SagakitError
-from sagakit.services import (
+from sagakit import ConfigurationError, SagakitError
+from sagakit.course.services import (
     TRIP_KINDS,
     IdempotencyKeyReused,
     InsufficientFunds,

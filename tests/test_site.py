@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from sagakit.glossary import TERMS
+from sagakit.course.glossary import TERMS
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pytest
 from IPython.lib.pretty import pretty
 
-from sagakit.errors import ConfigurationError, SagakitError
-from sagakit.tables import Table
+from sagakit import ConfigurationError, SagakitError
+from sagakit.course.display import Table
 
 
 @dataclass(frozen=True)

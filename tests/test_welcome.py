@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from sagakit import running_worker
-from sagakit.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
+from sagakit.course.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
 
 
 async def test_welcome_workflow_returns_the_activity_result(

@@ -3,7 +3,7 @@
     python tools/chaos.py --schedules 300
 
 Each batch of trips (``--batch`` at once, each with its own trip id and its own
-schedule of faults) runs against the Temporal server that ``sagakit.connect()``
+schedule of faults) runs against the Temporal server that ``course.connect()``
 finds (the local dev server unless TEMPORAL_ADDRESS says otherwise). After each
 batch the world is checked. The last line says how many schedules ran and how
 many ended inconsistent; the exit status is 1 if any did (or if any trip ended
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python tools/chaos.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
-import sagakit  # noqa: E402
-from sagakit.chaos import (  # noqa: E402
+from sagakit import course  # noqa: E402
+from sagakit.course.chaos import (  # noqa: E402
     ChaosReport,
     ChaosSettings,
     TripSchedule,
@@ -38,7 +38,7 @@ from sagakit.chaos import (  # noqa: E402
     run_schedules,
     schedule_strategy,
 )
-from sagakit.logs import quiet_expected_failures  # noqa: E402
+from sagakit.course.logs import quiet_expected_failures  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -97,7 +97,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
-    client = await sagakit.connect()
+    client = await course.connect()
     opts = ChaosSettings(max_attempts=args.max_attempts)
     verdicts: list[TripVerdict] = []
     reports: list[ChaosReport] = []

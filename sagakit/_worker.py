@@ -1,0 +1,102 @@
+"""Run a Temporal worker for the length of a ``with`` block, with sagakit passed through.
+
+Temporal's workflow sandbox re-imports, for every workflow run, each module
+that a workflow module imports, unless the module is *passed through* (taken
+from the worker's own, already imported copy). sagakit's core is deterministic
+and keeps no module-level state, so it can be passed through safely; your
+workflow modules are still re-imported, so the sandbox still catches, say, a
+``datetime.now()`` in your workflow code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+__all__ = ["CORE_MODULES", "running_worker", "sandbox_runner"]
+
+CORE_MODULES: tuple[str, ...] = (
+    "sagakit._binaries",
+    "sagakit._errors",
+    "sagakit._faults",
+    "sagakit._idempotency",
+    "sagakit._saga",
+    "sagakit._worker",
+    "sagakit.history",
+)
+"""The sagakit core modules that :func:`sandbox_runner` passes through the workflow sandbox.
+
+``sagakit`` itself is not in the list (passing a package through passes all its
+children, ``sagakit.course`` included); its ``__init__`` is a few lines and hands
+out these modules' names passed through by itself.
+"""
+
+
+def sandbox_runner(
+    restrictions: SandboxRestrictions | None = None, *, passthrough: Sequence[str] = ()
+) -> SandboxedWorkflowRunner:
+    """A sandboxed workflow runner that passes the sagakit core through.
+
+    Args:
+        restrictions: the sandbox restrictions to start from; Temporal's defaults if ``None``.
+        passthrough: more module names to pass through (only modules that are deterministic
+            and keep no state; never your workflow modules).
+
+    Example::
+
+        Worker(client, task_queue="trips", workflows=[BookTrip], workflow_runner=sandbox_runner())
+    """
+    base = restrictions or SandboxRestrictions.default
+    return SandboxedWorkflowRunner(
+        restrictions=base.with_passthrough_modules(*CORE_MODULES, *passthrough)
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    workflows: Sequence[type] = (),
+    activities: Sequence[Callable[..., Any]] = (),
+    max_concurrent_activities: int | None = None,
+    passthrough: Sequence[str] = (),
+    **worker_options: Any,
+) -> AsyncIterator[Worker]:
+    """Poll ``task_queue`` with a worker while the block runs, then shut it down.
+
+    Plain ``def`` activities (blocking code such as SQLite) run on a thread pool
+    that the worker owns; ``async def`` activities run on the event loop. The
+    workflow sandbox passes the sagakit core through (see :func:`sandbox_runner`).
+    On exit the worker stops polling and waits for running tasks.
+
+    Args:
+        client: a connected Temporal client.
+        task_queue: the task queue to poll.
+        workflows: workflow classes to run.
+        activities: activity callables to run.
+        max_concurrent_activities: the most activities run at once (16 by default).
+        passthrough: more modules to pass through the sandbox (see :func:`sandbox_runner`).
+        **worker_options: any other ``temporalio.worker.Worker`` option
+            (``workflow_failure_exception_types``, ``identity`` …).
+    """
+    threads = max_concurrent_activities or 16
+    worker_options.setdefault("workflow_runner", sandbox_runner(passthrough=passthrough))
+    with ThreadPoolExecutor(max_workers=threads) as executor:
+        worker = Worker(
+            client,
+            task_queue=task_queue,
+            workflows=list(workflows),
+            activities=list(activities),
+            activity_executor=executor,
+            max_concurrent_activities=max_concurrent_activities,
+            **worker_options,
+        )
+        async with worker:
+            yield worker

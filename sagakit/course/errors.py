@@ -1,0 +1,25 @@
+"""Errors of the course's own tooling: the dev server, ports and connections.
+
+They belong to the one sagakit error tree (see ``sagakit._errors``): every class
+here derives from :class:`sagakit.SagakitError`.
+"""
+
+from __future__ import annotations
+
+from sagakit._errors import ServerError, ServerStartError, TemporalBinaryNotFound
+
+__all__ = [
+    "PortInUseError",
+    "ServerError",
+    "ServerStartError",
+    "ServerUnreachable",
+    "TemporalBinaryNotFound",
+]
+
+
+class PortInUseError(ServerError):
+    """A port sagakit needs is held by a program that is not a Temporal server."""
+
+
+class ServerUnreachable(ServerError):
+    """A Temporal server at a configured address did not answer in time."""
