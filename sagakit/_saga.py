@@ -8,7 +8,7 @@ must already be on the list::
 
     from temporalio import workflow
 
-    from sagakit._saga import Saga
+    from sagakit import Saga
 
 
     @workflow.defn

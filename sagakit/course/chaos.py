@@ -38,10 +38,8 @@ from typing import TYPE_CHECKING, Any
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from sagakit._errors import ConfigurationError
-from sagakit._faults import Fault, FaultPlan, FaultRule
+from sagakit import ConfigurationError, Fault, FaultPlan, FaultRule, running_worker
 from sagakit._saga import DEFAULT_COMPENSATION_RETRY_POLICY
-from sagakit._worker import running_worker
 from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
 from sagakit.course.services.activities import TripActivities
 from sagakit.course.services.invariants import Violation, check_world

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from sagakit._errors import SagakitError
+from sagakit import SagakitError
 from sagakit.course.devserver import DevServer, DevServerConfig, default_data_dir
 from sagakit.course.doctor import run_doctor
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfigProfile
 
-from sagakit._errors import ConfigurationError
+from sagakit import ConfigurationError
 from sagakit._runtime import quiet_runtime
 from sagakit.course.devserver import DevServer, DevServerConfig
 from sagakit.course.errors import ServerUnreachable

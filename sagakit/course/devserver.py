@@ -25,8 +25,8 @@ from typing import Literal
 
 from temporalio.client import Client
 
+from sagakit import ConfigurationError
 from sagakit._binaries import find_temporal_binary, find_test_server_binary
-from sagakit._errors import ConfigurationError
 from sagakit._runtime import quiet_runtime
 from sagakit.course.errors import PortInUseError, ServerStartError
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sagakit._errors import ConfigurationError
+from sagakit import ConfigurationError
 
 __all__ = ["Table"]
 

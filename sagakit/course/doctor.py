@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from sagakit._errors import SagakitError
+from sagakit import SagakitError
 from sagakit.course.client import configured_profile
 from sagakit.course.devserver import DevServerConfig, find_temporal_binary, probe_port
 

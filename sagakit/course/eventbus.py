@@ -33,7 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sagakit._errors import ConfigurationError, SagakitError
+from sagakit import ConfigurationError, SagakitError
 
 __all__ = [
     "BUS_SCHEMA",

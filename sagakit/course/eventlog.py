@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sagakit._errors import ConfigurationError, SagakitError
+from sagakit import ConfigurationError, SagakitError
 
 __all__ = [
     "EVENTS_SCHEMA",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sagakit._errors import ConfigurationError
+from sagakit import ConfigurationError
 
 __all__ = [
     "PARTS",

@@ -39,9 +39,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from sagakit._errors import ConfigurationError
-from sagakit._faults import Fault, FaultPlan
-from sagakit._worker import running_worker
+from sagakit import ConfigurationError, Fault, FaultPlan, running_worker
 from sagakit.course.display import Table
 from sagakit.course.history_views import plot_timeline
 from sagakit.course.lessons.trip import TRIP_STEPS, TripSagaInput, TripSagaWorkflow

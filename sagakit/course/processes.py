@@ -51,7 +51,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from sagakit._errors import SagakitError
+from sagakit import SagakitError
 
 __all__ = [
     "IDENTITY_ENV",
@@ -72,7 +72,7 @@ READY_PREFIX = "sagakit-worker polling"
 """The start of the line :func:`serve_worker` prints once its worker is polling."""
 
 # No resolve() at import: the workflow sandbox re-imports sagakit and forbids it.
-_PROJECT_ROOT = Path(__file__).parent.parent
+_PROJECT_ROOT = Path(__file__).parents[2]
 
 
 class ChildProcessFailed(SagakitError):

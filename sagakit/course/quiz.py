@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagakit._errors import ConfigurationError, SagakitError
+from sagakit import ConfigurationError, SagakitError
 from sagakit.course.glossary import TERMS, Term
 
 __all__ = [

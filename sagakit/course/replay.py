@@ -28,7 +28,7 @@ from typing import Any
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
-from sagakit._errors import SagakitError
+from sagakit import SagakitError
 from sagakit._runtime import quiet_runtime
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import Any
 
 from temporalio.converter import DataConverter
 
-from sagakit._errors import ConfigurationError
+from sagakit import ConfigurationError
 
 __all__ = ["NotSerializable", "check_serializable"]
 

@@ -36,8 +36,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHistory
 
-from sagakit._errors import ConfigurationError
-from sagakit._faults import Fault, FaultPlan
+from sagakit import ConfigurationError, Fault, FaultPlan
 from sagakit.course.client import connect
 from sagakit.course.exercises.activities import (
     CARD_DECLINED,

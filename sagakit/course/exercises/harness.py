@@ -35,8 +35,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, Work
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
-from sagakit._errors import ConfigurationError
-from sagakit._worker import running_worker
+from sagakit import ConfigurationError, running_worker
 from sagakit.course.logs import quiet_expected_failures
 
 __all__ = [

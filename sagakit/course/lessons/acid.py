@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagakit._errors import ConfigurationError, SagakitError
+from sagakit import ConfigurationError, SagakitError
 from sagakit.course.display import Table
 
 __all__ = [

@@ -29,9 +29,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
-from sagakit._errors import SagakitError
-from sagakit._faults import Fault
-from sagakit._saga import Saga
+from sagakit import Fault, Saga, SagakitError
 from sagakit.course.services.activities import BreakfastActivities, BreakfastRequest
 from sagakit.course.services.breakfast import BreakfastState
 from sagakit.history import ActivitySpan

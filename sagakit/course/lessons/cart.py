@@ -25,7 +25,7 @@ from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from sagakit._errors import ConfigurationError
+from sagakit import ConfigurationError
 
 __all__ = [
     "EVENT_MEANINGS",

@@ -42,8 +42,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sagakit._errors import SagakitError
-from sagakit._faults import Fault, FaultPlan
+from sagakit import Fault, FaultPlan, SagakitError
 from sagakit.course.eventbus import Delivery, EventBus, Message
 from sagakit.course.services.trip import TripKind
 from sagakit.course.services.world import World

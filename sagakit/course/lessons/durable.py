@@ -35,7 +35,7 @@ from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sagakit._errors import SagakitError
+    from sagakit import SagakitError
     from sagakit.course.display import Table
 
 __all__ = [

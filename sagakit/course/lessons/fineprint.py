@@ -29,8 +29,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from sagakit._errors import SagakitError
-from sagakit._saga import Saga
+from sagakit import Saga, SagakitError
 from sagakit.course.services.activities import TripActivities, TripRequest
 
 if TYPE_CHECKING:

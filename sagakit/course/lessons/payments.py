@@ -31,10 +31,15 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from sagakit._errors import ConfigurationError
-from sagakit._faults import Fault, FaultPlan
-from sagakit._idempotency import IdempotencyConflict, IdempotencyStore, key_from_parts
-from sagakit._worker import running_worker
+from sagakit import (
+    ConfigurationError,
+    Fault,
+    FaultPlan,
+    IdempotencyConflict,
+    IdempotencyStore,
+    key_from_parts,
+    running_worker,
+)
 from sagakit.course.lessons.breakfast import failure_summary
 from sagakit.course.services.activities import BankActivities, PaymentRequest
 from sagakit.course.services.world import World, WorldSeed

@@ -31,9 +31,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ApplicationEr
 from temporalio.service import ServiceClient
 
 with workflow.unsafe.imports_passed_through():
-    from sagakit._errors import ConfigurationError
-    from sagakit._faults import Fault, FaultPlan
-    from sagakit._worker import running_worker
+    from sagakit import ConfigurationError, Fault, FaultPlan, running_worker
 
 __all__ = [
     "Batch",

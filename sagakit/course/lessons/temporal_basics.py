@@ -32,7 +32,7 @@ from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from sagakit._errors import SagakitError
+from sagakit import SagakitError
 from sagakit.history import event_type_name
 
 __all__ = [

@@ -14,7 +14,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from sagakit._saga import Saga
+from sagakit import Saga
 from sagakit.course.services.activities import TripActivities, TripRequest
 
 __all__ = ["TRIP_STEPS", "TripSagaInput", "TripSagaWorkflow"]

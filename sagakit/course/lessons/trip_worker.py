@@ -29,8 +29,7 @@ from typing import Any
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowHandle
 
-from sagakit._errors import ConfigurationError, SagakitError
-from sagakit._faults import FaultPlan
+from sagakit import ConfigurationError, FaultPlan, SagakitError
 
 __all__ = ["StepNotRunning", "fault_plan_from_json", "main", "wait_until_step_running"]
 

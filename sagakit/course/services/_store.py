@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sagakit._errors import ConfigurationError
+from sagakit import ConfigurationError
 from sagakit.course.services.errors import IdempotencyKeyReused
 
 BUSY_TIMEOUT_MS = 30_000

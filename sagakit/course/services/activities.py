@@ -37,8 +37,8 @@ from typing import Any, ClassVar, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from sagakit._errors import SagakitError
-from sagakit._faults import DEFAULT_HANG, FaultPlan, act_out_fault
+from sagakit import FaultPlan, SagakitError, act_out_fault
+from sagakit._faults import DEFAULT_HANG
 from sagakit.course.services.bank import Receipt, TransferReceipt
 from sagakit.course.services.breakfast import BreakfastState
 from sagakit.course.services.trip import Booking, Cancellation

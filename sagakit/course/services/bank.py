@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from sqlite3 import Connection
 
-from sagakit._errors import ConfigurationError
+from sagakit import ConfigurationError
 from sagakit.course.services import _store
 from sagakit.course.services.errors import InsufficientFunds, UnknownAccount
 

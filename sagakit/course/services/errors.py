@@ -18,7 +18,7 @@ into a non-retryable ``ApplicationError`` whose ``type`` is the class name.
 
 from __future__ import annotations
 
-from sagakit._errors import SagakitError
+from sagakit import SagakitError
 
 __all__ = [
     "BusinessError",

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagakit._errors import ConfigurationError, SagakitError
+from sagakit import ConfigurationError, SagakitError
 from sagakit.course.services.ledger import LedgerEntry
 from sagakit.course.services.trip import TRIP_KINDS
 from sagakit.course.services.world import World

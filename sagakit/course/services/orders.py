@@ -35,8 +35,8 @@ from typing import ClassVar
 
 from temporalio import activity
 
-from sagakit._errors import ConfigurationError
-from sagakit._faults import DEFAULT_HANG, FaultPlan
+from sagakit import ConfigurationError, FaultPlan
+from sagakit._faults import DEFAULT_HANG
 from sagakit.course.services import _store
 from sagakit.course.services.activities import _ServiceActivities
 from sagakit.course.services.bank import TransferReceipt

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from sagakit._errors import ConfigurationError
+from sagakit import ConfigurationError
 from sagakit.course.services import _store
 from sagakit.course.services.errors import SoldOut
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sagakit._errors import ConfigurationError
+from sagakit import ConfigurationError
 from sagakit.course.services import _store
 from sagakit.course.services.bank import BANK_SCHEMA, BankService
 from sagakit.course.services.breakfast import BREAKFAST_SCHEMA, BreakfastService
