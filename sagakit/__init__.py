@@ -19,11 +19,9 @@ keep no module-level state. And ``python -m sagakit doctor`` can run without
 ``temporalio`` installed, because importing this file loads nothing.
 """
 
-from __future__ import annotations
+import typing as _typing
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from sagakit._errors import ConfigurationError, SagakitError
     from sagakit._faults import Fault, FaultPlan, FaultRule, UnknownStepError, act_out_fault
     from sagakit._idempotency import (
@@ -110,7 +108,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'sagakit' has no attribute {name!r}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.client import Client
@@ -37,7 +36,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-async def client() -> AsyncIterator[Client]:
+async def client() -> Client:
     """A client of the session's real Temporal server."""
     return await course.connect()
 

@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     import pytest
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     from sagakit import running_worker
     from sagakit.course.history_views import history_table, plot_timeline, spans_table
@@ -175,9 +176,10 @@ class ParallelUndo:
 class WaitingTrip:
     @workflow.run
     async def run(self, trip: str) -> str:
-        return await workflow.execute_activity(
+        booked: str = await workflow.execute_activity(
             "book_flight", trip, result_type=str, start_to_close_timeout=TIMEOUT
         )
+        return booked
 
 
 @workflow.defn
@@ -189,7 +191,7 @@ class FailingTrip:
         await workflow.execute_activity(reserve_car, trip, start_to_close_timeout=TIMEOUT)
         await workflow.execute_activity(book_hotel, trip, start_to_close_timeout=TIMEOUT)
         try:
-            return await workflow.execute_activity(
+            charged: str = await workflow.execute_activity(
                 "charge_card",
                 trip,
                 result_type=str,
@@ -204,6 +206,7 @@ class FailingTrip:
                 workflow.execute_activity("cancel_car", trip, start_to_close_timeout=TIMEOUT),
             )
             raise ApplicationError(f"trip {trip} not booked", non_retryable=True) from err
+        return charged
 
 
 async def _run_failing_trip(client: Client, task_queue: str, workflow_id: str) -> WorkflowHistory:
@@ -357,10 +360,12 @@ async def test_parallel_activities_overlap_in_spans_and_plot(
 
     figure = plot_timeline(history)
     [ax] = figure.axes
-    bars = [p for p in ax.patches if p.get_gid() == "activity"]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_gid() == "activity"]
     assert len(bars) == 3
     assert len({bar.get_y() for bar in bars}) == 3, "each execution gets its own row"
-    assert "compensation" in [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = ax.get_legend()
+    assert legend is not None
+    assert "compensation" in [t.get_text() for t in legend.get_texts()]
 
 
 async def test_failing_saga_history(client: Client, task_queue: str) -> None:
@@ -521,7 +526,9 @@ def test_stored_plot(trip: WorkflowHistory) -> None:
     assert ax.get_xlabel() == "time since the workflow started (s)"
     assert ax.get_ylabel()
     assert [t.get_text() for t in ax.get_yticklabels()] == [s.activity for s in spans]
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    box = ax.get_legend()
+    assert box is not None
+    legend = [t.get_text() for t in box.get_texts()]
     assert {"forward step", "compensation", "failed"} <= set(legend)
     assert figure._repr_png_().startswith(b"\x89PNG")  # type: ignore[attr-defined]
 
@@ -566,6 +573,6 @@ def test_stored_flaky_history() -> None:
 
 
 def test_time_offsets_keep_their_width_past_ten_seconds() -> None:
-    from sagakit.history import _offset
+    from sagakit.course.history_views import _offset
 
     assert len(_offset(0.5)) == len(_offset(12.25)) == len(_offset(99.999))

@@ -44,8 +44,8 @@ def test_executed_in_order(path: Path) -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_unexpected_errors(path: Path) -> None:
     for cell in _code_cells(path):
-        tags = cell.get("metadata", {}).get("tags", [])  # type: ignore[union-attr]
-        for output in cell["outputs"]:  # type: ignore[union-attr]
+        tags = cell.get("metadata", {}).get("tags", [])  # type: ignore[attr-defined]
+        for output in cell["outputs"]:  # type: ignore[attr-defined]
             if output["output_type"] == "error":
                 assert "raises-exception" in tags, f"{path.name}: a cell failed: {output['ename']}"
 

@@ -1,10 +1,16 @@
-"""Packaging stays honest: the conda environment matches pyproject, the API is exported."""
+"""Packaging stays honest: conda matches pyproject, the core is small, light and acyclic."""
 
 from __future__ import annotations
 
+import ast
 import inspect
+import json
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
+import pytest
 import yaml
 
 import sagakit
@@ -36,48 +42,157 @@ def test_environment_yml_installs_sagakit_itself() -> None:
     assert "-e ." in pip
 
 
-def test_all_is_sorted_and_resolves() -> None:
+def _fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (nothing imported yet) and return what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_namespace_is_exactly_all_sorted_and_small() -> None:
+    """httpx's rule: what ``import sagakit`` shows is ``__all__``, sorted, and nothing else."""
+    shown = json.loads(
+        _fresh_python(
+            "import json, sagakit\n"
+            "names = [n for n in vars(sagakit) if not n.startswith('_')]\n"
+            "names += [n for n in dir(sagakit) if not n.startswith('_')]\n"
+            "for n in sagakit.__all__: getattr(sagakit, n)\n"
+            "names += [n for n in vars(sagakit) if not n.startswith('_')]\n"
+            "print(json.dumps(sorted(set(names))))"
+        )
+    )
     assert sagakit.__all__ == sorted(sagakit.__all__)
     assert len(set(sagakit.__all__)) == len(sagakit.__all__)
-    for name in sagakit.__all__:
-        assert hasattr(sagakit, name), f"{name} is in __all__ but not importable"
+    assert shown == sagakit.__all__
+    assert len(sagakit.__all__) <= 30, "the core's API is small on purpose"
 
 
-def test_every_public_name_has_a_docstring() -> None:
+def test_every_public_name_is_documented() -> None:
     for name in sagakit.__all__:
         obj = getattr(sagakit, name)
         if inspect.isclass(obj) or inspect.isfunction(obj):
             assert inspect.getdoc(obj), f"sagakit.{name} has no docstring"
+            assert obj.__module__.startswith("sagakit."), name
+    assert sagakit.CORE_MODULES
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Sagaa'"):
+        _ = sagakit.Sagaa
+
+
+COURSE_LIBRARIES = ("matplotlib", "ipywidgets", "IPython", "ipykernel", "psutil", "jupyterlab")
+
+
+def test_importing_the_core_loads_nothing_of_the_course() -> None:
+    """``import sagakit`` and every core module load the standard library and temporalio only."""
+    loaded = json.loads(
+        _fresh_python(
+            "import json, sys\n"
+            "import temporalio.client, temporalio.worker, temporalio.testing, temporalio.workflow\n"
+            "before = set(sys.modules)\n"
+            "import sagakit\n"
+            "for name in sagakit.__all__: getattr(sagakit, name)\n"
+            f"for module in {list(sagakit.CORE_MODULES)!r} + ['sagakit.testing']:\n"
+            "    __import__(module)\n"
+            "print(json.dumps(sorted(set(sys.modules) - before)))"
+        )
+    )
+    assert loaded, "the probe imported something"
+    foreign = [
+        name
+        for name in loaded
+        if name.split(".")[0] not in sys.stdlib_module_names
+        and not (name == "sagakit" or name.startswith("sagakit._") or name in _PUBLIC_CORE)
+    ]
+    assert foreign == [], "the core imports more than the standard library and temporalio"
+    assert not [name for name in loaded if name.startswith(COURSE_LIBRARIES)]
+
+
+def test_importing_sagakit_alone_imports_no_module_at_all() -> None:
+    """The package is a table of names: cheap in the sandbox, and it imports without temporalio."""
+    loaded = json.loads(
+        _fresh_python(
+            "import json, sys\n"
+            "before = set(sys.modules)\n"
+            "import sagakit\n"
+            "print(json.dumps(sorted(set(sys.modules) - before)))"
+        )
+    )
+    assert "sagakit" in loaded
+    assert [
+        n for n in loaded if n != "sagakit" and n.split(".")[0] not in sys.stdlib_module_names
+    ] == []
+
+
+_PUBLIC_CORE = {"sagakit.history", "sagakit.testing"}
+
+
+def _imports_of(path: Path, modules: set[str]) -> set[str]:
+    """Every ``sagakit`` module that the file at ``path`` imports, at any depth in the file.
+
+    ``from package import submodule`` counts as importing the submodule.
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("sagakit")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sagakit"):
+            module = node.module or ""
+            submodules = {f"{module}.{a.name}" for a in node.names} & modules
+            found |= submodules or {module}
+    return found
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    paths = sorted((ROOT / "sagakit").rglob("*.py"))
+    modules = {_module_name(p) for p in paths}
+    return {_module_name(p): _imports_of(p, modules) for p in paths}
+
+
+def test_the_core_never_imports_the_course() -> None:
+    graph = _import_graph()
+    core = [m for m in graph if not m.startswith("sagakit.course") and m != "sagakit.__main__"]
+    assert "sagakit._saga" in core
+    wrong = {m: sorted(i for i in graph[m] if i.startswith("sagakit.course")) for m in core}
+    assert {m: i for m, i in wrong.items() if i} == {}
+
+
+def test_no_import_cycle_between_sagakit_modules() -> None:
+    graph = _import_graph()
+    # `from sagakit import X` names the package but fetches X from its home module.
+    edges = {
+        m: {i for i in imports if i in graph and i != "sagakit"} for m, imports in graph.items()
+    }
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        for target in edges[module]:
+            if target in path:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in done:
+                visit(target, [*path, target])
+        done.add(module)
+
+    done: set[str] = set()
+    for module in edges:
+        if module not in done:
+            visit(module, [module])
+    assert cycles == []
 
 
 def test_errors_share_one_root() -> None:
-    errors = [
-        getattr(sagakit, n)
-        for n in sagakit.__all__
-        if n.endswith(("Error", "Unreachable", "NotFound", "Conflict", "InProgress"))
-    ]
+    errors = [getattr(sagakit, n) for n in sagakit.__all__ if n.endswith("Error")]
     assert errors, "the package exports its errors"
     for error in errors:
         assert issubclass(error, sagakit.SagakitError), error
-
-
-def test_every_module_exports_into_the_package() -> None:
-    """A public name of a top-level module is re-exported from ``sagakit``.
-
-    Subpackages (``sagakit.course.services``, ``sagakit.course.lessons``) are namespaces of their own.
-    """
-    import importlib
-    import pkgutil
-
-    missing = []
-    for info in pkgutil.iter_modules(sagakit.__path__, "sagakit."):
-        if info.ispkg or info.name == "sagakit.__main__":
-            continue
-        module = importlib.import_module(info.name)
-        for name in getattr(module, "__all__", []):
-            if name not in sagakit.__all__:
-                missing.append(f"{info.name}.{name}")
-    assert missing == []
 
 
 def test_the_error_tree_in_errors_py_names_every_error() -> None:
@@ -89,7 +204,7 @@ def test_the_error_tree_in_errors_py_names_every_error() -> None:
         if info.name != "sagakit.__main__":
             importlib.import_module(info.name)
 
-    def subclasses(cls: type) -> list[type]:
+    def subclasses(cls: type[BaseException]) -> list[type[BaseException]]:
         return [s for c in cls.__subclasses__() for s in (c, *subclasses(c))]
 
     doc = importlib.import_module("sagakit._errors").__doc__ or ""

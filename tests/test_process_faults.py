@@ -14,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
@@ -40,7 +41,7 @@ def _ledger(db: Path, trip: str) -> Counter[str]:
     return Counter(e.operation for e in World(db).ledger.entries(entity=trip))
 
 
-async def _attempts(handle: WorkflowHandle[object, object], step: str) -> list[int]:
+async def _attempts(handle: WorkflowHandle[Any, Any], step: str) -> list[int]:
     """The attempt of ``step`` recorded in the History (only the last attempt is recorded)."""
     scheduled: dict[int, str] = {}
     attempts: list[int] = []

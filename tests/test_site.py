@@ -89,8 +89,8 @@ def test_internal_links_resolve(site: tuple[Path, list[str]]) -> None:
     out, broken = site
     unwritten = _unwritten_lessons()
     for link in broken:
-        target = link.split(": ", 1)[1].split("#", 1)[0]
-        assert target in unwritten, f"broken link {link}"
+        name = link.split(": ", 1)[1].split("#", 1)[0]
+        assert name in unwritten, f"broken link {link}"
     pages = {p: _parse(p) for p in out.rglob("*.html")}
     problems = []
     for path, page in pages.items():

@@ -12,12 +12,10 @@ workflow sandbox re-executes every package ``__init__`` on their path for each
 workflow run. The few names used in almost every lesson are loaded on first use.
 """
 
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from sagakit.course.client import connect, web_ui_url
     from sagakit.course.display import Table
     from sagakit.course.notebook import show_source
@@ -32,11 +30,11 @@ _EXPORTS = {
 __all__ = ["Table", "connect", "show_source", "web_ui_url"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'sagakit.course' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
+    value = getattr(_importlib.import_module(module_name), name)
     globals()[name] = value
     return value
 
