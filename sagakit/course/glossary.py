@@ -269,8 +269,8 @@ TERMS: tuple[Term, ...] = (
     Term(
         "platform",
         "💻",
-        "A failure of the machinery (network, process, machine) that usually goes away "
-        "if you try again.",
+        "The environment your code runs on (network, machines, services); its failures, "
+        "such as a service being down, often pass on a retry.",
         _L05,
         "Platform 💻",
         _DS,
@@ -278,7 +278,8 @@ TERMS: tuple[Term, ...] = (
     Term(
         "application",
         "〉",
-        "A failure that the business logic reports on purpose, which no retry will fix.",
+        "Your own code and its business rules; its failures (no stock, card declined) are "
+        "answers that no retry will change.",
         _L05,
         "Application 〉",
         _DS,
@@ -331,8 +332,8 @@ TERMS: tuple[Term, ...] = (
     Term(
         "Query",
         "🙋",
-        "A read-only question to a running workflow about its state, answered by a "
-        "worker and not recorded.",
+        "A read-only question about a workflow's state, answered by a worker (which "
+        "replays a closed run) and never recorded.",
         _L07,
         "Query 🙋",
         _TE,
@@ -356,8 +357,8 @@ TERMS: tuple[Term, ...] = (
     Term(
         "Cluster",
         "🏘️",
-        "The Temporal server side: the services and database that store Histories, "
-        "task queues and timers.",
+        "Temporal's server side, called the Temporal Service in today's docs: the services "
+        "and database that keep Histories, queues and timers.",
         _L06,
         "Cluster 🏘️",
         _TE,
