@@ -42,6 +42,7 @@ if _typing.TYPE_CHECKING:
         CompensationStatus,
         Saga,
         SagaProgress,
+        SagaResolution,
         SagaState,
         SagaUsageError,
     )
@@ -66,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "IdempotencyStore": "sagakit._idempotency",
     "Saga": "sagakit._saga",
     "SagaProgress": "sagakit._saga",
+    "SagaResolution": "sagakit._saga",
     "SagaState": "sagakit._saga",
     "SagaUsageError": "sagakit._saga",
     "SagakitError": "sagakit._errors",
@@ -96,6 +98,7 @@ __all__ = [
     "IdempotencyStore",
     "Saga",
     "SagaProgress",
+    "SagaResolution",
     "SagaState",
     "SagaUsageError",
     "SagakitError",

@@ -28,7 +28,8 @@ class StepCall:
     name: str
     """Name of the step (``"hotel"``, ``"flight"``, ...)."""
     behaviour: str = "ok"
-    """Steps: ``ok``, ``fail``, ``block``. Undos: ``ok``, ``flaky``, ``broken``, ``gate``."""
+    """Steps: ``ok``, ``fail``, ``block``. Undos: ``ok``, ``flaky``, ``broken``, ``gate``,
+    ``until_fixed`` (fails at once, retryably, until the test opens the step's gate)."""
     fail_times: int = 0
     """For a ``flaky`` undo: how many attempts fail before one succeeds."""
 
@@ -105,6 +106,8 @@ def undo_step(call: StepCall) -> None:
         raise ApplicationError(
             f"undo of {call.name} is impossible", type="UndoBroken", non_retryable=True
         )
+    if call.behaviour == "until_fixed" and not _gate_is_open(call.ledger, call.name):
+        raise ApplicationError(f"undo of {call.name}: the airline is down", type="UndoDown")
     if call.behaviour == "gate":
         deadline = time.monotonic() + GATE_WAIT_S
         while not _gate_is_open(call.ledger, call.name):
@@ -114,5 +117,17 @@ def undo_step(call: StepCall) -> None:
     record(call.ledger, "undo-end", call.name, attempt)
 
 
-ACTIVITIES = [do_step, block_step, undo_step]
+@activity.defn
+async def undo_step_async(call: StepCall, note: str = "") -> None:
+    """An ``async`` compensation activity: records ``undo-start`` and ``undo-end`` (attempt 1).
+
+    It calls ``activity.info()``, which raises outside an activity: run inside a
+    workflow by mistake, it could not record anything.
+    """
+    attempt = activity.info().attempt
+    record(call.ledger, "undo-start", call.name + note, attempt)
+    record(call.ledger, "undo-end", call.name + note, attempt)
+
+
+ACTIVITIES = [do_step, block_step, undo_step, undo_step_async]
 """Every activity the saga test workflows call."""

@@ -289,6 +289,7 @@ async def test_a_broken_compensation_does_not_stop_the_others_and_fails_the_work
     plan = TripPlan(
         ledger,
         [StepSpec("hotel"), StepSpec("flight", undo="broken"), StepSpec("car", step="fail")],
+        wait_for_operator=False,
     )
     async with running_worker(
         client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES
@@ -321,6 +322,7 @@ async def test_stop_on_error_stops_at_the_first_failed_compensation(
         ledger,
         [StepSpec("hotel"), StepSpec("flight", undo="broken"), StepSpec("car", step="fail")],
         stop_on_error=True,
+        wait_for_operator=False,
     )
     async with running_worker(
         client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES
