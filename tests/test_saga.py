@@ -7,18 +7,27 @@ reads what really ran, in what order, and how often.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from saga_activities import ACTIVITIES, StepCall, create_ledger, events, names, open_gate
-from saga_workflows import WORKFLOWS, NaiveShieldWorkflow, StepSpec, TripPlan, TripWorkflow
+from saga_helpers import (
+    assert_step_failed,
+    failure_of,
+    progress,
+    start,
+    status,
+    wait_until,
+    wait_until_cancel_seen,
+)
+from saga_workflows import WORKFLOWS, NaiveShieldWorkflow, StepSpec, TripPlan
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import RetryPolicy
 from temporalio.converter import DataConverter
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.worker import Replayer
 
 from sagakit import (
@@ -34,79 +43,12 @@ from sagakit import (
     running_worker,
 )
 
-WAIT_S = 30.0
-
-
 # --- helpers -----------------------------------------------------------------
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> str:
     return create_ledger(tmp_path / "ledger.sqlite")
-
-
-async def start(
-    client: Client, task_queue: str, plan: TripPlan, workflow: type = TripWorkflow
-) -> WorkflowHandle[object, object]:
-    return await client.start_workflow(
-        workflow.run,  # type: ignore[attr-defined]
-        plan,
-        id=f"saga-{task_queue}",
-        task_queue=task_queue,
-    )
-
-
-async def wait_until(check: Callable[[], bool], what: str) -> None:
-    for _ in range(int(WAIT_S / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"gave up after {WAIT_S} s waiting for {what}")
-
-
-async def wait_until_cancel_seen(handle: WorkflowHandle[object, object]) -> None:
-    """Wait until the workflow code has run with the cancellation (a task completed after it)."""
-
-    async def seen() -> bool:
-        history = await handle.fetch_history()
-        cancel_ids = [
-            e.event_id
-            for e in history.events
-            if e.HasField("workflow_execution_cancel_requested_event_attributes")
-        ]
-        return bool(cancel_ids) and any(
-            e.event_id > cancel_ids[0] and e.HasField("workflow_task_completed_event_attributes")
-            for e in history.events
-        )
-
-    for _ in range(int(WAIT_S / 0.05)):
-        if await seen():
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail("the workflow never processed the cancellation")
-
-
-async def status(handle: WorkflowHandle[object, object]) -> WorkflowExecutionStatus | None:
-    return (await handle.describe()).status
-
-
-async def failure_of(handle: WorkflowHandle[object, object]) -> BaseException:
-    with pytest.raises(WorkflowFailureError) as info:
-        await handle.result()
-    assert info.value.cause is not None
-    return info.value.cause
-
-
-def assert_step_failed(err: BaseException | None, step: str) -> None:
-    """``err`` is the ActivityError of the forward step ``step`` that failed for good."""
-    assert isinstance(err, ActivityError), err
-    assert isinstance(err.cause, ApplicationError)
-    assert err.cause.type == "StepFailed"
-    assert err.cause.message == f"{step} is sold out"
-
-
-async def progress(handle: WorkflowHandle[object, object]) -> SagaProgress:
-    return await handle.query("saga_progress", result_type=SagaProgress)
 
 
 # --- against the real server ---------------------------------------------------
@@ -460,7 +402,8 @@ def test_add_rejects_a_coroutine_and_closes_it() -> None:
     coroutine = async_undo("hotel")
     with pytest.raises(SagaUsageError, match=r"saga.add\(undo, arg\)"):
         Saga().add(coroutine)  # type: ignore[arg-type]
-    assert coroutine.cr_frame is None  # closed, so no "never awaited" warning
+    # Closed, so no "never awaited" warning.
+    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
 
 
 def test_add_accepts_activities_methods_and_async_callables() -> None:

@@ -1,0 +1,132 @@
+"""Helpers shared by the saga tests and by make_saga_histories.py (no fixtures here)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from saga_workflows import TripPlan, TripWorkflow
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+)
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from sagakit import SagaProgress, SagaState
+
+WAIT_S = 30.0
+"""Longest any helper waits for something to happen on the server."""
+
+
+async def start(
+    client: Client, task_queue: str, plan: TripPlan, workflow: type = TripWorkflow
+) -> WorkflowHandle[object, object]:
+    """Start ``workflow`` with ``plan`` on ``task_queue`` (its id is derived from the queue)."""
+    return await client.start_workflow(
+        workflow.run,  # type: ignore[attr-defined]
+        plan,
+        id=f"saga-{task_queue}",
+        task_queue=task_queue,
+    )
+
+
+async def wait_until(check: Callable[[], bool], what: str) -> None:
+    """Poll ``check`` every 50 ms; fail the test after :data:`WAIT_S`."""
+    for _ in range(int(WAIT_S / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"gave up after {WAIT_S} s waiting for {what}")
+
+
+async def wait_for_event(handle: WorkflowHandle[object, object], attribute: str) -> HistoryEvent:
+    """The first History event that has ``attribute`` (e.g. ``workflow_task_failed_...``)."""
+    for _ in range(int(WAIT_S / 0.05)):
+        for event in (await handle.fetch_history()).events:
+            if event.HasField(attribute):  # type: ignore[arg-type]
+                return event
+        await asyncio.sleep(0.05)
+    pytest.fail(f"gave up after {WAIT_S} s waiting for a History event with {attribute}")
+
+
+async def wait_until_cancel_seen(handle: WorkflowHandle[object, object]) -> None:
+    """Wait until the workflow code has run with the cancellation (a task completed after it)."""
+
+    async def seen() -> bool:
+        history = await handle.fetch_history()
+        cancel_ids = [
+            e.event_id
+            for e in history.events
+            if e.HasField("workflow_execution_cancel_requested_event_attributes")
+        ]
+        return bool(cancel_ids) and any(
+            e.event_id > cancel_ids[0] and e.HasField("workflow_task_completed_event_attributes")
+            for e in history.events
+        )
+
+    for _ in range(int(WAIT_S / 0.05)):
+        if await seen():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the workflow never processed the cancellation")
+
+
+async def status(handle: WorkflowHandle[object, object]) -> WorkflowExecutionStatus | None:
+    """The workflow's status on the server."""
+    return (await handle.describe()).status
+
+
+async def failure_of(handle: WorkflowHandle[object, object]) -> BaseException:
+    """The cause of the workflow's failure (it must fail)."""
+    with pytest.raises(WorkflowFailureError) as info:
+        async with asyncio.timeout(WAIT_S):
+            await handle.result()
+    assert info.value.cause is not None
+    return info.value.cause
+
+
+def assert_step_failed(err: BaseException | None, step: str) -> None:
+    """``err`` is the ActivityError of the forward step ``step`` that failed for good."""
+    assert isinstance(err, ActivityError), err
+    assert isinstance(err.cause, ApplicationError)
+    assert err.cause.type == "StepFailed"
+    assert err.cause.message == f"{step} is sold out"
+
+
+async def progress(handle: WorkflowHandle[object, object]) -> SagaProgress:
+    """The answer to the ``saga_progress`` query."""
+    snapshot: SagaProgress = await handle.query("saga_progress", result_type=SagaProgress)
+    return snapshot
+
+
+async def wait_for_state(handle: WorkflowHandle[object, object], state: SagaState) -> SagaProgress:
+    """Poll ``saga_progress`` until the saga reaches ``state``; return that snapshot."""
+    for _ in range(int(WAIT_S / 0.05)):
+        snapshot = await progress(handle)
+        if snapshot.state is state:
+            return snapshot
+        await asyncio.sleep(0.05)
+    pytest.fail(f"the saga never reached {state.value}; last: {snapshot}")
+
+
+async def current_details(handle: WorkflowHandle[object, object]) -> str:
+    """The workflow's current details, as the Web UI reads them (a built-in query)."""
+    metadata: WorkflowMetadata = await handle.query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata
+    )
+    return str(metadata.current_details)
+
+
+def scheduled_activities(history: WorkflowHistory) -> list[str]:
+    """Activity type names in the order they were scheduled."""
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
