@@ -27,6 +27,7 @@ from sagakit.course.services.orders import (
     Shop,
     ShopSeed,
 )
+from sagakit.course.services.world import World
 
 
 @pytest.fixture
@@ -38,6 +39,29 @@ def test_a_new_shop_is_stocked_and_consistent(shop: Shop) -> None:
     assert shop.inventory.stock() == {"kettle": (5, 5), "teapot": (1, 1)}
     assert shop.world.bank.balances() == {"ada": 500, "bob": 20, SHOP_ACCOUNT: 0}
     assert check_orders(shop).ok
+
+
+def test_checking_a_mistyped_path_is_refused_and_creates_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "shpo.db"
+    with pytest.raises(ConfigurationError, match=r"No shop file at '.*shpo\.db'"):
+        check_orders(typo)
+    assert not typo.exists()
+
+
+def test_checking_a_world_that_holds_no_shop_is_refused_and_leaves_it_alone(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path / "world.db")
+    world.trips.book_hotel("t1", "ada")
+    with pytest.raises(ConfigurationError, match=r"'.*world\.db' is not a shop file"):
+        check_orders(world.path)
+    assert world.trips.active("t1")["hotel"] == 1  # not reset into an empty shop
+    assert world.bank.balances() == {"alice": 500, "bob": 500}
+
+
+def test_a_shop_is_checked_by_its_path_too(shop: Shop) -> None:
+    shop.inventory.reserve("o-1", "kettle", 1)
+    assert check_orders(shop.path).problems == check_orders(shop).problems != ()
 
 
 def test_reopening_keeps_the_state(tmp_path: Path) -> None:

@@ -74,6 +74,24 @@ def test_checking_a_missing_file_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "typo.db").exists()
 
 
+@pytest.mark.parametrize("content", [b"", b"not a database at all"])
+def test_checking_a_file_that_is_no_world_is_refused_and_leaves_it_alone(
+    tmp_path: Path, content: bytes
+) -> None:
+    other = tmp_path / "notes.db"
+    other.write_bytes(content)
+    with pytest.raises(ConfigurationError, match=r"'.*notes\.db' is not a world file"):
+        check_world(other)
+    assert other.read_bytes() == content  # not turned into a freshly stocked world
+
+
+def test_a_world_is_checked_by_its_path_as_by_the_object(world: World) -> None:
+    world.trips.book_hotel("t1", "ada")
+    by_path = check_world(str(world.path))
+    assert by_path == world.check()
+    assert [v.kind for v in by_path.violations] == [ViolationKind.PARTIAL_TRIP]
+
+
 def test_ledger_records_every_effect(world: World) -> None:
     world.trips.book_hotel("t1", "ada")
     world.trips.book_flight("t1", "ada")

@@ -1,10 +1,11 @@
 """SQLite plumbing shared by the simulated services (private).
 
-Every operation opens its own connection, so the services are safe to call from
-many worker threads and from several processes at once. Writes run in a
-``BEGIN IMMEDIATE`` transaction: SQLite then takes the write lock up front, and
-``busy_timeout`` makes a second writer wait for it instead of failing. The file
-is in WAL mode, so readers never wait for writers.
+Every operation opens its own connection (through :func:`sagakit._sqlite.connect`),
+so the services are safe to call from many worker threads and from several
+processes at once. Writes run in a ``BEGIN IMMEDIATE`` transaction: SQLite then
+takes the write lock up front, and the busy timeout makes a second writer wait
+for it instead of failing. The file is in WAL mode, so readers never wait for
+writers.
 
 :func:`run_once` is where idempotency keys are honoured: the key's row, the
 effect and its ledger entry commit together or not at all.
@@ -23,11 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sagakit import ConfigurationError
+from sagakit._sqlite import connect, immediate_transaction
 from sagakit.course.services.errors import IdempotencyKeyReused
-
-BUSY_TIMEOUT_MS = 30_000
-"""How long a writer waits for another writer's lock before giving up."""
-
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -54,14 +52,9 @@ def now() -> str:
 
 @contextlib.contextmanager
 def reading(path: Path) -> Iterator[sqlite3.Connection]:
-    """Yield a fresh connection for reads; it is closed afterwards."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    try:
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    """Yield a fresh connection for reads (rows by column name); it is closed afterwards."""
+    with contextlib.closing(connect(path, rows_by_name=True)) as conn:
         yield conn
-    finally:
-        conn.close()
 
 
 @contextlib.contextmanager
@@ -71,14 +64,42 @@ def writing(path: Path) -> Iterator[sqlite3.Connection]:
     The transaction commits when the block ends normally and rolls back when it
     raises, so a refused request leaves no trace.
     """
-    with reading(path) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    with reading(path) as conn, immediate_transaction(conn):
+        yield conn
+
+
+def stocked_file(path: str | os.PathLike[str], *, meta: str, what: str, hint: str) -> Path:
+    """Return ``path`` if it is a file that a service created and stocked; refuse anything else.
+
+    A stocked file has a row in its ``meta`` table (``world_meta``, ``shop_meta``).
+    The file is only read: a checker given a mistyped path must not create,
+    seed or change anything, and report a fresh file as consistent.
+
+    Args:
+        path: The file to check.
+        meta: The table its owner writes when it stocks the file.
+        what: What the file should hold, for the message (``"world"``, ``"shop"``).
+        hint: What to pass instead, for the message.
+
+    Raises:
+        ConfigurationError: No file is there, or it is not a stocked ``what`` file.
+    """
+    found = as_path(path)
+    if not found.is_file():
+        raise ConfigurationError(
+            f"No {what} file at {os.fspath(path)!r}, so there is nothing to check. {hint}"
+        )
+    try:
+        with reading(found) as conn:
+            stocked = conn.execute(f"SELECT 1 FROM {meta} LIMIT 1").fetchone() is not None
+    except sqlite3.DatabaseError:  # not SQLite, or SQLite without the table
+        stocked = False
+    if not stocked:
+        raise ConfigurationError(
+            f"{os.fspath(path)!r} is not a {what} file (nothing ever stocked a {what} in it), "
+            f"so there is nothing to check; the file was left as it was. {hint}"
+        )
+    return found
 
 
 def requests_table(name: str) -> str:

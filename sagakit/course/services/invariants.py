@@ -16,6 +16,10 @@ broken rule in plain words:
 The checker cannot know whether a saga is still running, so run it after the
 workflows you care about have finished: halfway through a saga, a trip with
 only a hotel is normal.
+
+It reads the services themselves (a :class:`~sagakit.course.services.world.World`
+holds them, and :meth:`World.check <sagakit.course.services.world.World.check>`
+calls this checker), so it never opens, creates or stocks a world of its own.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
-from sagakit import ConfigurationError, SagakitError
-from sagakit.course.services.ledger import LedgerEntry
-from sagakit.course.services.trip import TRIP_KINDS
-from sagakit.course.services.world import World
+from sagakit import SagakitError
+from sagakit.course.services import _store
+from sagakit.course.services.bank import BankService
+from sagakit.course.services.breakfast import BreakfastService
+from sagakit.course.services.ledger import Ledger, LedgerEntry
+from sagakit.course.services.trip import TRIP_KINDS, TripService
 
 __all__ = ["InvariantReport", "InvariantViolated", "Violation", "ViolationKind", "check_world"]
 
@@ -133,25 +139,60 @@ class InvariantReport:
         )
 
 
-def check_world(world: World | str | os.PathLike[str]) -> InvariantReport:
+class WorldServices(Protocol):
+    """What the checker reads: the services of one world file, as a ``World`` holds them."""
+
+    @property
+    def trips(self) -> TripService:
+        """Hotel, flight and excursion bookings."""
+
+    @property
+    def breakfast(self) -> BreakfastService:
+        """The kitchen."""
+
+    @property
+    def bank(self) -> BankService:
+        """Accounts and money."""
+
+    @property
+    def ledger(self) -> Ledger:
+        """Every effect any service had."""
+
+
+@dataclass(frozen=True)
+class _WorldFile:
+    """The services of a world file named by its path, opened without creating anything."""
+
+    trips: TripService
+    breakfast: BreakfastService
+    bank: BankService
+    ledger: Ledger
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> _WorldFile:
+        found = _store.stocked_file(
+            path,
+            meta="world_meta",
+            what="world",
+            hint="Pass the path the activities use (or the World object itself).",
+        ).resolve()
+        return cls(TripService(found), BreakfastService(found), BankService(found), Ledger(found))
+
+
+def check_world(world: WorldServices | str | os.PathLike[str]) -> InvariantReport:
     """Check every invariant of a world (see the module docstring).
 
     Args:
-        world: A :class:`World`, or the path of its SQLite file.
+        world: A :class:`~sagakit.course.services.world.World`, or the path of its SQLite file.
 
     Returns:
         The report; ``report.ok`` is True when nothing is broken.
 
     Raises:
-        ConfigurationError: ``world`` is a path where no file exists.
+        ConfigurationError: ``world`` is a path where no world file exists; nothing is created.
     """
-    if not isinstance(world, World):
-        if not Path(world).is_file():
-            raise ConfigurationError(
-                f"No world file at {os.fspath(world)!r}, so there is nothing to check. Pass the "
-                "path the activities use (or the World object itself)."
-            )
-        world = World(world)
+    if isinstance(world, str | os.PathLike):
+        world = _WorldFile.open(world)
     ledger = world.ledger.entries()
     violations: list[Violation] = []
     trips = world.trips.trip_ids()
@@ -290,7 +331,7 @@ def _check_repeated_keys(ledger: list[LedgerEntry]) -> list[Violation]:
 
 
 def _check_money(
-    world: World, balances: dict[str, int], ledger: list[LedgerEntry]
+    world: WorldServices, balances: dict[str, int], ledger: list[LedgerEntry]
 ) -> list[Violation]:
     found: list[Violation] = []
     opened = world.bank.opened_total()

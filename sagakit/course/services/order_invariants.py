@@ -20,6 +20,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 
+from sagakit.course.services import _store
 from sagakit.course.services.invariants import check_world
 from sagakit.course.services.orders import SHOP_ACCOUNT, Shop, order_reference
 
@@ -59,9 +60,20 @@ def check_orders(shop: Shop | str | os.PathLike[str]) -> OrderReport:
 
     Returns:
         The report; ``report.ok`` is True when nothing is broken.
+
+    Raises:
+        ConfigurationError: ``shop`` is a path where no shop file exists (a typo, say);
+            nothing is created, and a world file that holds no shop is left as it was.
     """
     if not isinstance(shop, Shop):
-        shop = Shop(shop)
+        shop = Shop(
+            _store.stocked_file(
+                shop,
+                meta="shop_meta",
+                what="shop",
+                hint="Pass the path the order activities use (or the Shop object itself).",
+            )
+        )
     problems: list[str] = []
     ledger = shop.world.ledger.entries()
 

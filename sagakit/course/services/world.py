@@ -14,20 +14,19 @@ import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sagakit import ConfigurationError
+from sagakit._sqlite import enable_wal
 from sagakit.course.services import _store
 from sagakit.course.services.bank import BANK_SCHEMA, BankService
 from sagakit.course.services.breakfast import BREAKFAST_SCHEMA, BreakfastService
+from sagakit.course.services.invariants import InvariantReport, check_world
 from sagakit.course.services.ledger import LEDGER_SCHEMA, Ledger
 from sagakit.course.services.trip import TRIP_SCHEMA, TripService
 
-if TYPE_CHECKING:
-    from sagakit.course.services.invariants import InvariantReport
-
 __all__ = ["World", "WorldSeed"]
 
+# A row here ('seeded') marks a stocked world; the checker refuses a file without one.
 _META_SCHEMA = """
 CREATE TABLE IF NOT EXISTS world_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -94,7 +93,7 @@ class World:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with _store.reading(self.path) as conn:
-                conn.execute("PRAGMA journal_mode = WAL")
+                enable_wal(conn)
                 conn.executescript(
                     "BEGIN IMMEDIATE;"
                     + _META_SCHEMA
@@ -133,8 +132,6 @@ class World:
 
     def check(self) -> InvariantReport:
         """Check the world's invariants; see :func:`sagakit.course.services.invariants.check_world`."""
-        from sagakit.course.services.invariants import check_world
-
         return check_world(self)
 
     def describe(self) -> str:
