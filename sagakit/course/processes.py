@@ -37,7 +37,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +51,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from sagakit import SagakitError
+from sagakit.course._polling import poll_until
 
 __all__ = [
     "IDENTITY_ENV",
@@ -92,6 +92,7 @@ class ChildProcess:
         self.module = module
         """The module the child runs, for messages."""
         self._lines: list[str] = []
+        self._closed = False  # the child's output has ended (it exited)
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, name=f"output of {module}", daemon=True)
         self._reader.start()
@@ -162,24 +163,22 @@ class ChildProcess:
         Raises:
             ChildProcessFailed: the child exited first, or ``timeout`` seconds passed.
         """
-        deadline = time.monotonic() + timeout
-        seen = 0
+        found: list[str] = []
+
+        def printed_or_closed() -> bool:  # called with the lock held, at every new line
+            found.extend(line for line in self._lines if text in line)
+            return bool(found) or self._closed
+
         with self._changed:
-            while True:
-                for line in self._lines[seen:]:
-                    if text in line:
-                        return line.rstrip("\n")
-                seen = len(self._lines)
-                if not self._reader.is_alive():  # output closed: the child has exited
-                    raise self._early_exit(f"printing a line with {text!r}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ChildProcessFailed(
-                        f"`python -m {self.module}` did not print a line containing {text!r} "
-                        f"within {timeout:g} s. It printed:\n{self._tail()}\nCheck the "
-                        "module's main block, or give it more time."
-                    )
-                self._changed.wait(remaining)
+            if not self._changed.wait_for(printed_or_closed, timeout):
+                raise ChildProcessFailed(
+                    f"`python -m {self.module}` did not print a line containing {text!r} "
+                    f"within {timeout:g} s. It printed:\n{self._tail()}\nCheck the "
+                    "module's main block, or give it more time."
+                )
+        if not found:  # output closed: the child has exited
+            raise self._early_exit(f"printing a line with {text!r}")
+        return found[0].rstrip("\n")
 
     def kill(self) -> int:
         """Kill the child with SIGKILL (no cleanup, like a power cut) and return its exit status.
@@ -238,6 +237,7 @@ class ChildProcess:
                 self._changed.notify_all()
         stream.close()
         with self._changed:
+            self._closed = True
             self._changed.notify_all()
 
     def _tail(self, lines: int = 20) -> str:
@@ -280,20 +280,25 @@ async def wait_until_polling(
         task_queue=TaskQueue(name=task_queue),
         task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
     )
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def polling() -> bool | None:
         response = await client.workflow_service.describe_task_queue(request)
         if any(poller.identity == identity for poller in response.pollers):
-            return
+            return True
         if process is not None and not process.alive:
             raise process._early_exit(f"polling task queue {task_queue!r}")
-        if time.monotonic() > deadline:
-            raise ChildProcessFailed(
-                f"No worker named {identity!r} polled task queue {task_queue!r} within "
-                f"{timeout:g} s. Check that the worker uses that task queue and reaches the "
-                "same Temporal server as this client."
-            )
-        await asyncio.sleep(0.05)
+        return None
+
+    await poll_until(
+        polling,
+        timeout=timeout,
+        what=f"worker {identity!r} to poll task queue {task_queue!r}",
+        timed_out=lambda: ChildProcessFailed(
+            f"No worker named {identity!r} polled task queue {task_queue!r} within "
+            f"{timeout:g} s. Check that the worker uses that task queue and reaches the "
+            "same Temporal server as this client."
+        ),
+    )
 
 
 async def start_worker_process(

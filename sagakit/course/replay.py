@@ -18,9 +18,7 @@ waits for the first one.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +28,7 @@ from temporalio.worker import Replayer
 
 from sagakit import SagakitError
 from sagakit._runtime import quiet_runtime
+from sagakit.course._polling import poll_until
 
 __all__ = [
     "ReplayReport",
@@ -127,14 +126,17 @@ async def wait_for_workflow_task_failure(
     Raises:
         WorkflowTaskDidNotFail: no failed task within ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def first_failure() -> str | None:
         failures = workflow_task_failures(await handle.fetch_history())
-        if failures:
-            return failures[0]
-        if time.monotonic() > deadline:
-            raise WorkflowTaskDidNotFail(
-                f"No workflow task of {handle.id!r} failed within {timeout:g} s. Is a worker "
-                "for its task queue running, and does the code really raise?"
-            )
-        await asyncio.sleep(0.05)
+        return failures[0] if failures else None
+
+    return await poll_until(
+        first_failure,
+        timeout=timeout,
+        what=f"a failed workflow task of {handle.id!r}",
+        timed_out=lambda: WorkflowTaskDidNotFail(
+            f"No workflow task of {handle.id!r} failed within {timeout:g} s. Is a worker "
+            "for its task queue running, and does the code really raise?"
+        ),
+    )

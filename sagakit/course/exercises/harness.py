@@ -36,6 +36,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 from sagakit import ConfigurationError, running_worker
+from sagakit.course._polling import PollTimeout, poll_until
 from sagakit.course.logs import quiet_expected_failures
 
 __all__ = [
@@ -319,28 +320,34 @@ async def _drive(
         id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
         run_timeout=deadline + timedelta(seconds=10),
     )
+
+    async def stuck() -> tuple[str, int | None] | None:
+        return _task_failure(await handle.fetch_history(), file_name)
+
+    # Wait for the result while a watcher looks for a failing workflow task, until the deadline.
     result_task = asyncio.ensure_future(handle.result())
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline.total_seconds()
+    watch = asyncio.ensure_future(
+        poll_until(
+            stuck, timeout=deadline.total_seconds(), interval=0.25, what=f"{workflow_id} to end"
+        )
+    )
     try:
-        while True:
-            done, _ = await asyncio.wait({result_task}, timeout=0.25)
-            if done:
-                break
-            history = await handle.fetch_history()
-            stuck = _task_failure(history, file_name)
-            if stuck is not None or loop.time() > end:
-                with contextlib.suppress(Exception):
-                    await handle.terminate("stopped by the exercise check")
-                if stuck is not None:
-                    message, line = stuck
-                    return Run("stuck", message=message, line=line, history=history)
-                return Run("too_slow", history=history)
-    finally:
+        await asyncio.wait({result_task, watch}, return_when=asyncio.FIRST_COMPLETED)
         if not result_task.done():
-            result_task.cancel()
-        with contextlib.suppress(BaseException):
-            await result_task
+            history = await handle.fetch_history()
+            with contextlib.suppress(Exception):
+                await handle.terminate("stopped by the exercise check")
+            try:
+                message, line = watch.result()
+            except PollTimeout:
+                return Run("too_slow", history=history)
+            return Run("stuck", message=message, line=line, history=history)
+    finally:
+        for task in (result_task, watch):
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
     history = await handle.fetch_history()
     try:
         result = result_task.result()

@@ -30,6 +30,7 @@ from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 from sagakit import Fault, Saga, SagakitError
+from sagakit.course.lessons._stage import StageNotReached, wait_for_stage
 from sagakit.course.services.activities import BreakfastActivities, BreakfastRequest
 from sagakit.course.services.breakfast import BreakfastState
 from sagakit.history import ActivitySpan
@@ -275,32 +276,6 @@ async def run_breakfast(
     except WorkflowFailureError as err:
         return BreakfastRun(f"failed: {failure_summary(err)}", handle)
     return BreakfastRun("served", handle)
-
-
-class StageNotReached(SagakitError):
-    """A breakfast workflow did not reach the expected stage in time."""
-
-
-async def wait_for_stage(
-    handle: WorkflowHandle[Any, Any], stage: str, *, timeout: float = 10.0
-) -> None:
-    """Ask a :class:`BreakfastWorkflow` its ``stage`` until it answers ``stage``.
-
-    Raises:
-        StageNotReached: It did not get there within ``timeout`` seconds.
-    """
-    polls = max(1, int(timeout / 0.05))
-    last = ""
-    for _ in range(polls):
-        last = await handle.query(BreakfastWorkflow.stage)
-        if last == stage:
-            return
-        await asyncio.sleep(0.05)
-    raise StageNotReached(
-        f"Breakfast workflow {handle.id} is still {last!r} after {timeout:g} s, not {stage!r}. "
-        "Check that a worker polls its task queue and that it was started with "
-        "pause_before_milk=True."
-    )
 
 
 def undo_phase_seconds(spans: Sequence[ActivitySpan]) -> float:

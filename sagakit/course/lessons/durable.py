@@ -21,9 +21,7 @@ Three small programs, one per term:
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +34,8 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from sagakit import SagakitError
+    from sagakit._sqlite import connect
+    from sagakit.course._polling import poll_until
     from sagakit.course.display import Table
 
 __all__ = [
@@ -147,8 +147,7 @@ class StepRecord:
     """``"started"`` or ``"completed"``."""
 
 
-def _connect(path: str | Path) -> sqlite3.Connection:
-    return sqlite3.connect(path, timeout=30, isolation_level=None)
+_connect = connect  # the activities shown in lesson 04 open their files by this name
 
 
 def create_step_log(path: str | Path) -> Path:
@@ -279,17 +278,20 @@ async def wait_for_step(
     Raises:
         StepLogTimeout: no such row appeared within ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        for record in read_step_log(path, workflow_id):
-            if record.step == step and record.event == event:
-                return record
-        if time.monotonic() > deadline:
-            raise StepLogTimeout(
-                f"The step log shows no {event!r} row for step {step!r} of {workflow_id!r} "
-                f"after {timeout:g} s. Is a worker polling the workflow's task queue?"
-            )
-        await asyncio.sleep(0.05)
+
+    async def logged() -> StepRecord | None:
+        rows = read_step_log(path, workflow_id)
+        return next((r for r in rows if r.step == step and r.event == event), None)
+
+    return await poll_until(
+        logged,
+        timeout=timeout,
+        what=f"a {event!r} row for step {step!r} of {workflow_id!r}",
+        timed_out=lambda: StepLogTimeout(
+            f"The step log shows no {event!r} row for step {step!r} of {workflow_id!r} "
+            f"after {timeout:g} s. Is a worker polling the workflow's task queue?"
+        ),
+    )
 
 
 def steps_completed_more_than_once(records: Sequence[StepRecord]) -> list[str]:

@@ -30,6 +30,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from sagakit import Saga, SagakitError
+from sagakit.course.lessons._stage import wait_for_stage
 from sagakit.course.services.activities import TripActivities, TripRequest
 
 if TYPE_CHECKING:
@@ -256,18 +257,3 @@ async def reset_workflow(
         )
     )
     return client.get_workflow_handle(handle.id, run_id=response.run_id)
-
-
-async def wait_for_stage(
-    handle: WorkflowHandle[Any, Any], stage: str, timeout: float = 10.0
-) -> None:
-    """Poll the workflow's ``stage`` query until it says ``stage``.
-
-    Raises:
-        TimeoutError: It did not get there within ``timeout`` seconds.
-    """
-    async with asyncio.timeout(timeout):
-        while True:
-            if await handle.query("stage", result_type=str) == stage:
-                return
-            await asyncio.sleep(0.05)

@@ -20,8 +20,10 @@ The module holds four small programs, one per idea of the lesson:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +35,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from sagakit import SagakitError
+from sagakit._sqlite import connect
+from sagakit.course._polling import poll_until
 from sagakit.history import event_type_name
 
 __all__ = [
@@ -189,20 +193,23 @@ async def wait_for_event(
     Raises:
         EventNotSeen: no such event appeared within ``timeout`` seconds.
     """
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    seen: set[str] = set()
+
+    async def recorded() -> HistoryEvent | None:
         history = await handle.fetch_history()
-        for event in history.events:
-            if event_type_name(event) == event_type:
-                return event
-        if asyncio.get_running_loop().time() >= deadline:
-            seen = sorted({event_type_name(event) for event in history.events})
-            raise EventNotSeen(
-                f"Workflow {handle.id!r} has no {event_type} event after {timeout:g} s "
-                f"(it has: {', '.join(seen)}). Check that a worker polls its task queue "
-                "and that the event type is spelt as in the History (CamelCase)."
-            )
-        await asyncio.sleep(0.05)
+        seen.update(event_type_name(event) for event in history.events)
+        return next((e for e in history.events if event_type_name(e) == event_type), None)
+
+    return await poll_until(
+        recorded,
+        timeout=timeout,
+        what=f"a {event_type} event of workflow {handle.id!r}",
+        timed_out=lambda: EventNotSeen(
+            f"Workflow {handle.id!r} has no {event_type} event after {timeout:g} s "
+            f"(it has: {', '.join(sorted(seen))}). Check that a worker polls its task queue "
+            "and that the event type is spelt as in the History (CamelCase)."
+        ),
+    )
 
 
 # --- Workflow 📖: deterministic code versus reading the clock --------------------------------
@@ -294,8 +301,10 @@ class PriceBoard:
             ).fetchall()
         return [int(cents) for (cents,) in rows]
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, isolation_level=None, timeout=10)
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with contextlib.closing(connect(self.path)) as db:
+            yield db
 
 
 @dataclass(frozen=True)

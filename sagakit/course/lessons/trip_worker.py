@@ -19,10 +19,8 @@ the moment to pull the plug.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +28,7 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowHandle
 
 from sagakit import ConfigurationError, FaultPlan, SagakitError
+from sagakit.course._polling import poll_until
 
 __all__ = ["StepNotRunning", "fault_plan_from_json", "main", "wait_until_step_running"]
 
@@ -87,8 +86,8 @@ async def wait_until_step_running(
     Raises:
         StepNotRunning: the workflow closed, or ``timeout`` seconds passed, first.
     """
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def running_attempt() -> int | None:
         description = await handle.describe()
         for pending in description.raw_description.pending_activities:
             if pending.activity_type.name == step and (
@@ -98,15 +97,20 @@ async def wait_until_step_running(
         if description.close_time is not None:
             status = description.status.name if description.status is not None else "closed"
             raise StepNotRunning(
-                f"Workflow {handle.id} ended ({status}) before {step} was seen running. Give the step a HANG fault (or a slower "
-                "service) so there is time to catch it."
+                f"Workflow {handle.id} ended ({status}) before {step} was seen running. Give "
+                "the step a HANG fault (or a slower service) so there is time to catch it."
             )
-        if time.monotonic() > deadline:
-            raise StepNotRunning(
-                f"{step} of workflow {handle.id} was not running on any worker within "
-                f"{timeout:g} s. Check that a worker polls the workflow's task queue."
-            )
-        await asyncio.sleep(0.05)
+        return None
+
+    return await poll_until(
+        running_attempt,
+        timeout=timeout,
+        what=f"{step} of workflow {handle.id} to run",
+        timed_out=lambda: StepNotRunning(
+            f"{step} of workflow {handle.id} was not running on any worker within "
+            f"{timeout:g} s. Check that a worker polls the workflow's task queue."
+        ),
+    )
 
 
 def main(argv: Sequence[str]) -> None:
