@@ -24,9 +24,10 @@ the subscribers concurrently; the delivery guarantee is the same.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sagakit import ConfigurationError, SagakitError
+from sagakit._sqlite import connect, immediate_transaction
 
 __all__ = [
     "BUS_SCHEMA",
@@ -142,11 +144,16 @@ class EventBus:
         self.path = Path(path)
         """The SQLite file."""
         self._handlers: dict[str, Handler] = {}
-        with self._connection() as conn:
-            conn.executescript(BUS_SCHEMA)
+        with self._reading() as conn:
+            conn.executescript(BUS_SCHEMA)  # a script commits as it goes: no transaction around it
 
-    def _connection(self) -> _Connection:
-        return _Connection(self.path)
+    def _connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A connection inside one write transaction, for changes."""
+        return _transaction(self.path)
+
+    def _reading(self) -> contextlib.closing[sqlite3.Connection]:
+        """A connection without a transaction, for reads (they take no write lock)."""
+        return contextlib.closing(connect(self.path))
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -226,7 +233,7 @@ class EventBus:
         return [name for name in self._subscribers() if name in self._handlers]
 
     def _subscribers(self) -> list[str]:
-        with self._connection() as conn:
+        with self._reading() as conn:
             rows = conn.execute("SELECT subscriber FROM subscriptions ORDER BY joined").fetchall()
         return [str(name) for (name,) in rows]
 
@@ -238,7 +245,7 @@ class EventBus:
         Raises:
             EventBusError: No subscriber of that name was ever stored.
         """
-        with self._connection() as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 "SELECT kinds, cursor FROM subscriptions WHERE subscriber = ?", (subscriber,)
             ).fetchone()
@@ -324,7 +331,7 @@ class EventBus:
             params.append(kind)
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        with self._connection() as conn:
+        with self._reading() as conn:
             rows = conn.execute(sql + " ORDER BY position", params).fetchall()
         return [_message(r) for r in rows]
 
@@ -339,7 +346,7 @@ class EventBus:
         if saga_id is not None:
             sql += " WHERE m.saga_id = ?"
             params.append(saga_id)
-        with self._connection() as conn:
+        with self._reading() as conn:
             rows = conn.execute(sql + " ORDER BY d.number", params).fetchall()
         return [Delivery(_message(r[:6]), str(r[6]), DeliveryOutcome(r[7]), r[8]) for r in rows]
 
@@ -349,20 +356,8 @@ def _message(row: Any) -> Message:
     return Message(int(position), str(kind), str(saga_id), str(sender), json.loads(data), str(at))
 
 
-class _Connection:
-    """A short-lived SQLite connection that commits (or rolls back) on exit."""
-
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, timeout=30)
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self._conn
-
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        try:
-            if exc is None:
-                self._conn.commit()
-            else:
-                self._conn.rollback()
-        finally:
-            self._conn.close()
+@contextlib.contextmanager
+def _transaction(path: Path) -> Iterator[sqlite3.Connection]:
+    """A short-lived SQLite connection, one write transaction that commits (or rolls back)."""
+    with contextlib.closing(connect(path)) as conn, immediate_transaction(conn):
+        yield conn

@@ -20,6 +20,7 @@ concurrency). Triggers make the table append-only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sagakit import ConfigurationError, SagakitError
+from sagakit._sqlite import connect, immediate_transaction
 
 __all__ = [
     "EVENTS_SCHEMA",
@@ -112,14 +114,11 @@ class EventStore:
             )
         self.path = Path(path)
         """The SQLite file."""
-        conn = self._connection()
-        try:
+        with self._connection() as conn:
             conn.executescript(EVENTS_SCHEMA)
-        finally:
-            conn.close()
 
-    def _connection(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    def _connection(self) -> contextlib.closing[sqlite3.Connection]:
+        return contextlib.closing(connect(self.path))
 
     def append(
         self,
@@ -153,14 +152,12 @@ class EventStore:
                 "numbers, strings, lists and dicts."
             ) from err
         when = recorded_at or datetime.now(UTC).isoformat(timespec="milliseconds")
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # no other writer between reading and appending
+        # One write transaction: no other writer between reading the version and appending.
+        with self._connection() as conn, immediate_transaction(conn):
             (current,) = conn.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?", (stream,)
             ).fetchone()
             if expected_version is not None and current != expected_version:
-                conn.execute("ROLLBACK")
                 raise VersionConflict(
                     f"Stream {stream!r} is at version {current}, not {expected_version}: "
                     "someone appended in the meantime. Read the stream again, decide again, "
@@ -171,9 +168,6 @@ class EventStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (stream, current + 1, kind, encoded, when),
             )
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
         return StoredEvent(stream, current + 1, kind, details, when, int(cursor.lastrowid or 0))
 
     def read(
@@ -200,11 +194,8 @@ class EventStore:
         if until is not None:
             query += " AND recorded_at <= ?"
             params.append(until)
-        conn = self._connection()
-        try:
+        with self._connection() as conn:
             rows = conn.execute(query + " ORDER BY version", params).fetchall()
-        finally:
-            conn.close()
         return [
             StoredEvent(stream, version, kind, json.loads(data), at, position)
             for stream, version, kind, data, at, position in rows
@@ -212,22 +203,16 @@ class EventStore:
 
     def version(self, stream: str) -> int:
         """The version of the stream's last event, 0 if it has none."""
-        conn = self._connection()
-        try:
+        with self._connection() as conn:
             (current,) = conn.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?", (stream,)
             ).fetchone()
-        finally:
-            conn.close()
         return int(current)
 
     def streams(self) -> list[str]:
         """The names of all streams, sorted."""
-        conn = self._connection()
-        try:
+        with self._connection() as conn:
             rows = conn.execute("SELECT DISTINCT stream FROM events ORDER BY stream").fetchall()
-        finally:
-            conn.close()
         return [name for (name,) in rows]
 
 

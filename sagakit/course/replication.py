@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from sagakit import ConfigurationError, SagakitError
+from sagakit._sqlite import connect, immediate_transaction
 
 __all__ = [
     "NotEnoughReplicas",
@@ -393,7 +394,8 @@ class ReplicatedStore:
 
     @contextlib.contextmanager
     def _db(self, path: Path) -> Iterator[sqlite3.Connection]:
-        with contextlib.closing(sqlite3.connect(path)) as db, db:
+        """One file's connection, one transaction: it commits when the block ends normally."""
+        with contextlib.closing(connect(path)) as db, immediate_transaction(db):
             yield db
 
     def _check_replica(self, replica: int) -> None:

@@ -26,10 +26,12 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sagakit import ConfigurationError, SagakitError
+from sagakit._sqlite import connect
 from sagakit.course.display import Table
 
 __all__ = [
@@ -80,11 +82,11 @@ class InterleavingStuck(SagakitError):
 def open_bank(path: str | Path, opening_balances: Mapping[str, int]) -> sqlite3.Connection:
     """Create (or reset) the bank at ``path`` with the given balances; return a connection.
 
-    The connection is in autocommit mode (``isolation_level=None``): every
-    statement outside an explicit ``BEGIN`` … ``COMMIT`` is committed at once,
-    the default of JDBC, of database consoles and of many other drivers.
+    The connection is in autocommit mode: every statement outside an explicit
+    ``BEGIN`` … ``COMMIT`` is committed at once, the default of JDBC, of
+    database consoles and of many other drivers.
     """
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = connect(path)
     conn.executescript(BANK_SCHEMA)
     conn.execute("DELETE FROM accounts")
     conn.executemany("INSERT INTO accounts (name, balance) VALUES (?, ?)", opening_balances.items())
@@ -196,9 +198,9 @@ def interleave(
             f"The schedule {schedule!r} names sessions {unknown} that do not exist; use only "
             f"{sorted(sessions)}."
         )
-    connections = {
-        name: sqlite3.connect(path, timeout=0, isolation_level=None) for name in sessions
-    }
+    # No busy timeout: a session that meets another's lock is told so at once ("database is
+    # locked"), and the trace shows it waiting, instead of the whole interleaving hanging.
+    connections = {name: connect(path, busy_timeout=timedelta(0)) for name in sessions}
     next_step = dict.fromkeys(sessions, 0)
     trace: list[TraceLine] = []
     try:
@@ -347,7 +349,7 @@ def write_orders_until_killed(path: str | Path, *, committed: int = 3) -> None:
     It stops early if its parent process is gone.
     """
     parent = os.getppid()
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = connect(path)
     conn.execute("PRAGMA synchronous = FULL")  # fsync on every commit
     conn.execute("PRAGMA cache_size = 8")  # 8 pages: uncommitted pages spill into the file
     conn.execute("DROP TABLE IF EXISTS orders")  # start from an empty table on every run
@@ -373,7 +375,7 @@ def write_orders_until_killed(path: str | Path, *, committed: int = 3) -> None:
 
 def count_orders(path: str | Path) -> OrderCounts:
     """Open the orders database (recovering it if a writer died) and count its rows."""
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = connect(path)
     try:
         counts = dict(
             conn.execute("SELECT status, COUNT(*) FROM orders GROUP BY status").fetchall()

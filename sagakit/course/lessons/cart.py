@@ -15,9 +15,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,6 +27,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from sagakit import ConfigurationError
+from sagakit._sqlite import connect
 
 __all__ = [
     "EVENT_MEANINGS",
@@ -158,12 +160,13 @@ class AttemptLog:
             ).fetchall()
         return [AttemptRecord(int(attempt), float(at)) for attempt, at in rows]
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS attempts (run_id TEXT, attempt INTEGER, started_at REAL)"
-        )
-        return db
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with contextlib.closing(connect(self.path)) as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS attempts (run_id TEXT, attempt INTEGER, started_at REAL)"
+            )
+            yield db
 
 
 @dataclass(frozen=True)

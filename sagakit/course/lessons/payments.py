@@ -40,6 +40,7 @@ from sagakit import (
     key_from_parts,
     running_worker,
 )
+from sagakit._sqlite import connect
 from sagakit.course.lessons.breakfast import failure_summary
 from sagakit.course.services.activities import BankActivities, PaymentRequest
 from sagakit.course.services.world import World, WorldSeed
@@ -292,11 +293,8 @@ async def try_key_strategy(
 @contextlib.contextmanager
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     """An autocommit connection: each statement is its own transaction."""
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
-    try:
+    with contextlib.closing(connect(path)) as conn:
         yield conn
-    finally:
-        conn.close()
 
 
 class CheckThenActStore:

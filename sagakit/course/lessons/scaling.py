@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +31,7 @@ from temporalio.service import ServiceClient
 
 with workflow.unsafe.imports_passed_through():
     from sagakit import ConfigurationError, Fault, FaultPlan, running_worker
+    from sagakit._sqlite import connect, immediate_transaction
 
 __all__ = [
     "Batch",
@@ -158,13 +158,10 @@ def handle_order(order: Order) -> None:
     if order.database is None:
         time.sleep(order.seconds)
         return
-    with contextlib.closing(
-        sqlite3.connect(order.database, timeout=60, isolation_level=None)
-    ) as db:
-        db.execute("BEGIN IMMEDIATE")  # take the single write lock (or wait for it)
+    # BEGIN IMMEDIATE takes the single write lock (or waits for it); COMMIT releases it.
+    with contextlib.closing(connect(order.database)) as db, immediate_transaction(db):
         db.execute("UPDATE stock SET count = count - 1 WHERE item = 'book'")
         time.sleep(order.seconds)  # the work happens while the lock is held
-        db.execute("COMMIT")
 
 
 @workflow.defn
@@ -181,7 +178,7 @@ class OrderWorkflow:
 
 def create_stock_database(path: str, books: int = 1000) -> str:
     """Create (or reset) a SQLite stock database holding ``books`` books; return ``path``."""
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+    with contextlib.closing(connect(path)) as db:
         db.execute("CREATE TABLE IF NOT EXISTS stock (item TEXT PRIMARY KEY, count INTEGER)")
         db.execute("INSERT OR REPLACE INTO stock VALUES ('book', ?)", (books,))
     return path
@@ -189,7 +186,7 @@ def create_stock_database(path: str, books: int = 1000) -> str:
 
 def stock_left(path: str) -> int:
     """Return how many books the stock database at ``path`` still holds."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(connect(path)) as db:
         row = db.execute("SELECT count FROM stock WHERE item = 'book'").fetchone()
     return int(row[0])
 
