@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from IPython.lib.pretty import pretty
 
 from sagakit import ConfigurationError, SagakitError
 from sagakit.course.display import Table
+from sagakit.course.services.world import World
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,15 @@ def test_bad_alignment_and_width_are_rejected() -> None:
         Table(["a"], [[1]], align=["middle"])  # type: ignore[list-item]
     with pytest.raises(ConfigurationError, match="max_width"):
         Table(["a"], [[1]], max_width=1)
+
+
+def test_the_ledger_is_drawn_by_the_same_table(tmp_path: Path) -> None:
+    world = World(tmp_path / "world.db")
+    world.trips.book_hotel("t1", "<ada>", idempotency_key="k1")
+    page = world.ledger._repr_html_()
+    assert page.startswith("<table>\n<thead><tr>")
+    assert '<th style="text-align: right">#</th>' in page
+    assert '<td style="text-align: right">+1</td>' in page  # amounts line up on the right
+    assert "&lt;ada&gt;" in page
+    assert "<ada>" not in page
+    assert page.count("<tr>") == 1 + len(world.ledger)  # the header and one row per entry

@@ -9,10 +9,10 @@ millilitres of milk, or money (positive in, negative out).
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from pathlib import Path
 
+from sagakit.course.display import Alignment, Table
 from sagakit.course.services import _store
 
 __all__ = ["LEDGER_SCHEMA", "Ledger", "LedgerEntry"]
@@ -107,26 +107,19 @@ class Ledger:
 
     def _repr_html_(self) -> str:
         entries = self.entries()
-        head = "".join(
-            f"<th>{h}</th>"
-            for h in ("#", "service", "operation", "entity", "amount", "key", "ref", "detail")
-        )
-        body = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(v))}</td>"
-                for v in (
-                    e.id,
-                    e.service,
-                    e.operation,
-                    e.entity,
-                    f"{e.amount:+d}",
-                    e.idempotency_key or "",
-                    e.reference,
-                    e.detail,
-                )
-            )
-            + "</tr>"
+        rows = [
+            [
+                e.id,
+                e.service,
+                e.operation,
+                e.entity,
+                f"{e.amount:+d}",
+                e.idempotency_key or "",
+                e.reference,
+                e.detail,
+            ]
             for e in entries
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        ]
+        columns = ["#", "service", "operation", "entity", "amount", "key", "ref", "detail"]
+        align: list[Alignment] = ["right", "left", "left", "left", "right", "left", "left", "left"]
+        return Table(columns, rows, align=align)._repr_html_()
