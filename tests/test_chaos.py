@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -35,6 +37,7 @@ from sagakit.course.chaos import (
 from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
 from sagakit.course.logs import quiet_expected_failures
 from sagakit.course.services.invariants import ViolationKind, check_world
+from sagakit.course.services.trip import Booking, TripKind, TripService
 from sagakit.course.services.world import World
 from tests.process_fault_worker import PausingTripActivities
 
@@ -100,6 +103,38 @@ async def test_the_same_schedules_without_idempotency_keys_are_caught(
     assert third.consistent
     assert third.as_expected
     assert "booked 2 times" in str(report)
+
+
+async def test_a_slow_first_attempt_the_history_cannot_show_is_excused(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A correct trip that met one unplanned timeout is excused, not counted as unexpected.
+
+    The hotel's first attempt (planned OK) is slow, as on a loaded machine: it times
+    out, and its booking lands late. Attempts 2 and 3 fail as planned, so the step gives
+    up and the saga cancels the hotel. The History keeps only attempt 3, which started
+    after attempt 2's failure: attempt 1's timeout is not in it. The activities saw it.
+    """
+    slow_once = threading.Event()
+    book = TripService.book
+
+    def slow_book(self: TripService, kind: TripKind, *args: Any, **kwargs: Any) -> Booking:
+        if kind == "hotel" and not slow_once.is_set():
+            slow_once.set()
+            time.sleep(1.3)  # longer than the step's 1 s timeout
+        return book(self, kind, *args, **kwargs)
+
+    monkeypatch.setattr(TripService, "book", slow_book)
+    schedule = TripSchedule(bookings=((OK, BEFORE, BEFORE), (), ()))
+    settings = ChaosSettings(step_timeout_s=1.0, hang_s=1.5, retry_interval_s=0.5)
+    with quiet_expected_failures():
+        report = await run_schedules(client, [schedule], tmp_path / "world.db", settings=settings)
+    (trip,) = report.verdicts
+    assert trip.consistent, report
+    assert (trip.expected, trip.outcome) == (SagaOutcome.BOOKED, SagaOutcome.COMPENSATED)
+    assert trip.ledger == {"book_hotel": 1, "cancel_hotel": 1}
+    assert trip.unplanned_timeouts == ("book_hotel#1",)
+    assert (report.unexpected, report.excused) == (0, 1), report
 
 
 def test_the_model_predicts_outcomes_and_ledgers() -> None:
