@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     # name: (full arguments, --quick arguments)
     "overhead": (["--runs", "30"], ["--runs", "5"]),
+    "sandbox": (["--runs", "60"], ["--runs", "5"]),
     "fanout": (["--runs", "5"], ["--runs", "2"]),
     "throughput": (["--rounds", "5", "--batch", "40"], ["--rounds", "1", "--batch", "20"]),
     "idempotency": (["--rounds", "5"], ["--rounds", "2", "--calls", "100"]),

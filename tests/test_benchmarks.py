@@ -21,6 +21,7 @@ from benchmarks import (  # noqa: E402
     bench_fanout,
     bench_idempotency,
     bench_overhead,
+    bench_sandbox,
     bench_throughput,
     run_all,
 )
@@ -72,6 +73,25 @@ async def test_overhead(client: Client, charts_in_tmp: Path) -> None:
     assert bench_overhead.report(result).splitlines()[-1].startswith("SUMMARY overhead: c/b = ")
     assert bench_overhead.chart(result) == charts_in_tmp / "overhead.png"
     assert (charts_in_tmp / "overhead.png").stat().st_size > 0
+
+
+async def test_sandbox(client: Client, charts_in_tmp: Path) -> None:
+    result = await bench_sandbox.measure(client, runs=1, warmup=0)
+    assert {(row.variant, row.shape) for row in result.rows} == {
+        (variant, shape) for variant in bench_sandbox.VARIANTS for shape in bench_sandbox.SHAPES
+    }
+    assert all(row.runs == 1 and _positive(row.cpu_ms) for row in result.rows)
+    assert [load.variant for load in result.loads] == list(bench_sandbox.VARIANTS)
+    fresh = {load.variant: load.fresh_modules for load in result.loads}
+    # The public import executes sagakit's __init__ in the sandbox and no other sagakit module.
+    assert not [m for m in fresh["b: from sagakit import Saga"] if m.startswith("sagakit.")]
+    assert set(result.ratios) == {"b/a", "c/a", "d/a"}
+    assert all(_positive(v) for v in result.ratios.values())
+    text = bench_sandbox.report(result)
+    assert "sagakit/handwritten CPU per run: " in text
+    assert "(target <= 1.10): " in text
+    assert text.splitlines()[-1].startswith("SUMMARY sandbox: b/a = ")
+    assert bench_sandbox.chart(result) == charts_in_tmp / "sandbox.png"
 
 
 async def test_fanout(client: Client) -> None:
