@@ -27,6 +27,7 @@ CORE_MODULES: tuple[str, ...] = (
     "sagakit._faults",
     "sagakit._idempotency",
     "sagakit._saga",
+    "sagakit._sqlite",
     "sagakit._worker",
     "sagakit.history",
 )
