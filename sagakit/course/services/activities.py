@@ -58,8 +58,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-"""How long a ``HANG`` attempt waits unless told otherwise; keep it above the activity timeout."""
-
 
 @dataclass(frozen=True)
 class TripRequest:
