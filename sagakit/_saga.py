@@ -55,13 +55,13 @@ What never compensates:
     the steps are handed over to the next run, so the saga lets it through. The
     same goes for every other ``BaseException`` that is not a cancellation
     (``GeneratorExit``, ``KeyboardInterrupt``, and temporalio's private eviction
-    error). When a worker evicts a workflow from its cache (after a task failure,
-    when the cache is full, at shutdown, or after the run closed on the server), temporalio
+    error). When a worker evicts a workflow from its cache (after a task failure, when
+    the cache is full, at shutdown, or after the run closed on the server), temporalio
     cancels every task of the workflow: an ``await`` on an activity or timer raises its
-    private eviction error, a bare ``await`` raises ``asyncio.CancelledError``, and from
-    then on it refuses to create tasks or commands. The saga starts its undos in a new task
-    and does that before changing any state, so an eviction runs none of them; the run goes
-    on from its History on the next worker (a test pins this with ``max_cached_workflows=0``).
+    private eviction error, a bare ``await`` raises ``asyncio.CancelledError``. From
+    then on it refuses workflow operations; the saga makes one (a no-op) before it
+    starts its undos, so an eviction runs none of them, and the run goes on from its
+    History on the next worker (a test pins this with ``max_cached_workflows=0``).
 
 How the workflow ends, by what happened in the ``async with`` block:
 
@@ -609,13 +609,16 @@ class Saga:
     async def _compensate(self, cause: BaseException | None) -> None:
         if self._state not in (SagaState.RUNNING, SagaState.COMPLETED):
             return
+        if workflow.in_workflow():
+            # While temporalio evicts the run from its cache (cancelling its tasks) it
+            # refuses workflow operations with a private BaseException: this no-op one
+            # lets that out before any undo can start.
+            workflow.set_current_details(workflow.get_current_details())
         run = self._run_plan()
         try:
             task = asyncio.create_task(run, name="saga compensation")
         except BaseException:
-            # While temporalio evicts the workflow from its cache it refuses new tasks:
-            # no undo may run then (the run goes on from its History elsewhere).
-            run.close()
+            run.close()  # the loop refused the task (eviction): the undos must never run
             raise
         self._state = SagaState.COMPENSATING
         self._plan = list(self._registered) if self._parallel else list(reversed(self._registered))
@@ -630,7 +633,8 @@ class Saga:
                 cancelled = err  # only we were cancelled: keep waiting, raise it afterwards
         failed = [entry for entry in self._plan if entry.status is CompensationStatus.FAILED]
         if failed:
-            error = _compensation_error(self._plan, cancelled=cancelled is not None)
+            was_cancelled = cancelled is not None or isinstance(cause, asyncio.CancelledError)
+            error = _compensation_error(self._plan, cancelled=was_cancelled)
             raise error from _readable_cause(cause)
         if cancelled is not None:
             raise cancelled
