@@ -488,6 +488,7 @@ class Shop:
         self.shipping = ShippingService(self.path)
         self.payments = OrderPayments(self.world)
         with _store.reading(self.path) as conn:
+            # A script carries its own transaction (see World.__init__).
             conn.executescript("BEGIN IMMEDIATE;" + ORDERS_SCHEMA + "COMMIT;")
             stocked = conn.execute("SELECT 1 FROM shop_meta WHERE name = 'stocked'").fetchone()
             has_account = conn.execute(

@@ -94,6 +94,8 @@ class World:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with _store.reading(self.path) as conn:
                 enable_wal(conn)
+                # A script commits any open transaction first, so it carries its own
+                # BEGIN IMMEDIATE: two processes creating the file at once take turns.
                 conn.executescript(
                     "BEGIN IMMEDIATE;"
                     + _META_SCHEMA
