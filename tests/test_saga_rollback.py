@@ -8,6 +8,7 @@ make the test wait a minute.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from temporalio.client import (
     WorkflowHistory,
     WorkflowUpdateFailedError,
 )
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.worker import Replayer
 
@@ -287,3 +289,26 @@ async def test_with_the_default_retry_policy_the_saga_asks_for_help_after_ten_at
     assert [a for _, n, a in events(ledger, "undo-start") if n == "hotel"] == list(range(1, 11))
     assert waiting.compensations[1].status is CompensationStatus.FAILED
     assert after.compensations[1].status is CompensationStatus.SKIPPED
+
+
+# --- without a server ------------------------------------------------------------
+
+
+def test_resolutions_and_nested_progress_round_trip_through_the_default_converter() -> None:
+    converter = DataConverter.default.payload_converter
+    resolution = SagaResolution.skip(1, "refunded by hand")
+    payloads = converter.to_payloads([resolution])
+    assert json.loads(payloads[0].data) == {
+        "action": "skip",
+        "step": 1,
+        "reason": "refunded by hand",
+    }
+    assert converter.from_payloads(payloads, [SagaResolution]) == [resolution]
+    inner = SagaProgress(
+        SagaState.COMPENSATED,
+        ("book",),
+        (CompensationProgress(0, "book", CompensationStatus.SKIPPED, "E: no", "by hand"),),
+    )
+    snapshot = SagaProgress(SagaState.NEEDS_ATTENTION, ("pay",), (), (inner,))
+    payloads = converter.to_payloads([snapshot])
+    assert converter.from_payloads(payloads, [SagaProgress]) == [snapshot]
