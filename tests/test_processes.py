@@ -128,7 +128,7 @@ async def test_a_worker_that_cannot_start_fails_fast(client: Client, task_queue:
 async def test_a_worker_process_stops_when_its_parent_dies(client: Client, task_queue: str) -> None:
     script = (
         "import asyncio, os, sys, time\n"
-        "import sagakit\n"
+        "from sagakit import course\n"
         "from sagakit.course.processes import start_worker_process\n"
         "async def main():\n"
         "    client = await course.connect()\n"
