@@ -521,7 +521,10 @@ def test_progress_round_trips_through_the_default_data_converter() -> None:
 
 
 async def test_closing_the_coroutine_does_not_compensate() -> None:
-    """Eviction closes a workflow coroutine with GeneratorExit: that is not a failure."""
+    """A coroutine closed with GeneratorExit (say, garbage-collected unfinished) did not fail.
+
+    (temporalio evicts by cancelling the workflow's tasks instead: see test_saga_errors.py.)
+    """
     undone: list[str] = []
     gate = asyncio.Event()
 
