@@ -26,6 +26,7 @@ from typing import Any
 from sagakit import IdempotencyOptions, IdempotencyStore
 
 CALLS = 8
+OPENERS = 4
 
 
 def record_effect(db: str, key: str) -> None:
@@ -60,6 +61,41 @@ def hang(store: IdempotencyStore, db: str, key: str) -> None:
         threading.Event().wait()  # until the parent kills this process
 
     store.run(key, {"amount": 100}, effect)
+
+
+def create_in_trials(
+    index: int, folder: str, trials: int, barrier: Any, start_at: Any, outcomes: Any
+) -> None:
+    """For each trial, open a NEW store file at the same moment as every other opener.
+
+    Started by tests/test_idempotency_creation.py through ``multiprocessing``. Each
+    child runs ``OPENERS`` threads, each with its own store object (so each creates
+    the file's schema itself, as a separate process would). All openers of all
+    children meet at ``barrier`` (its parties count them all); the first child's
+    first thread sets ``start_at`` a little ahead, and all sleep until then (waking
+    together is tighter than leaving a barrier one by one). Puts
+    ``(trial, outcome)`` on ``outcomes``: ``"ok"``, or the error and its cause.
+    """
+
+    def opener(thread: int) -> None:
+        for trial in range(trials):
+            barrier.wait()
+            if index == 0 and thread == 0:
+                start_at.value = time.time() + 0.03
+            barrier.wait()
+            time.sleep(max(0.0, start_at.value - time.time()))
+            try:
+                store = IdempotencyStore(os.path.join(folder, f"trial-{trial}.db"))
+                outcome = "ok" if store.get("unknown") is None else "found a key never stored"
+            except Exception as err:
+                outcome = f"{type(err).__name__}: {err} (cause: {err.__cause__!r})"
+            outcomes.put((trial, outcome))
+
+    threads = [threading.Thread(target=opener, args=(thread,)) for thread in range(OPENERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def main() -> None:

@@ -74,3 +74,21 @@ class ChargeWithWorkflowKey:
             retry_policy=RETRY_FAST,
         )
         return receipt
+
+
+@workflow.defn
+class ChargeRetriedThreeTimes:
+    """Charge with up to 3 attempts and no non-retryable error types listed."""
+
+    @workflow.run
+    async def run(self, charge: Charge) -> Receipt:
+        receipt: Receipt = await workflow.execute_activity(
+            "charge_card",
+            charge,
+            result_type=Receipt,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=100), maximum_attempts=3
+            ),
+        )
+        return receipt

@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from idempotency_workflows import Charge, ChargeWithWorkflowKey, ChargeWorkflow, Receipt
 from temporalio import activity
 from temporalio.client import Client
 
@@ -42,6 +41,7 @@ from sagakit import (
 )
 from sagakit._idempotency import MAX_KEY_LENGTH, fingerprint
 from tests.helpers import release_together
+from tests.idempotency_workflows import Charge, ChargeWithWorkflowKey, ChargeWorkflow, Receipt
 
 WORKER_SCRIPT = Path(__file__).with_name("idempotency_worker_proc.py")
 START = datetime(2030, 1, 1, tzinfo=UTC)
@@ -232,12 +232,13 @@ def test_a_failed_key_stays_bound_to_its_request(store: IdempotencyStore) -> Non
         store.run("pay-5", {"amount": 6}, lambda: "other")
 
 
-def test_an_unstorable_result_is_reported_and_the_key_released(store: IdempotencyStore) -> None:
+def test_an_unstorable_result_is_reported_and_the_key_kept(store: IdempotencyStore) -> None:
+    # The effect ran: the key must not let it run again (tests/test_idempotency_reliability.py).
     with pytest.raises(IdempotencyError, match="cannot be stored as JSON"):
         store.run("pay-6", {}, lambda: {"when": object()})
     record = store.get("pay-6")
     assert record is not None
-    assert record.status == "failed"
+    assert record.status == "poisoned"
 
 
 def test_a_duplicate_waits_for_the_running_call_and_gets_its_result(db: Path) -> None:
@@ -294,8 +295,10 @@ def test_a_duplicate_gives_up_after_wait_timeout(db: Path) -> None:
 
 
 def test_an_expired_lease_is_taken_over_and_the_slow_owner_learns_it(
-    store: IdempotencyStore, clock: FakeClock
+    db: Path, clock: FakeClock
 ) -> None:
+    # Only with on_abandoned="rerun" (at least once); the default refuses instead.
+    store = IdempotencyStore(db, IdempotencyOptions(on_abandoned="rerun"), clock=clock)
     effects = Effects()
     in_effect, finish = threading.Event(), threading.Event()
 
@@ -339,9 +342,10 @@ def _spawn(mode: str, db: Path, key: str) -> subprocess.Popen[str]:
     )
 
 
-def test_a_claim_left_by_a_crashed_process_is_reclaimed_after_the_lease(
+def test_a_claim_left_by_a_crashed_process_is_reclaimed_after_the_lease_with_rerun(
     db: Path, clock: FakeClock
 ) -> None:
+    # The default policy refuses the abandoned claim instead (test_idempotency_reliability.py).
     _create_effects_table(db)
     IdempotencyStore(db).records()  # create the schema before the child starts
     child = _spawn("hang", db, "pay-10")
@@ -353,7 +357,9 @@ def test_a_claim_left_by_a_crashed_process_is_reclaimed_after_the_lease(
         child.communicate(timeout=30)
 
     clock.now = datetime.now(UTC)
-    store = IdempotencyStore(db, IdempotencyOptions(wait_timeout=timedelta(0)), clock=clock)
+    store = IdempotencyStore(
+        db, IdempotencyOptions(wait_timeout=timedelta(0), on_abandoned="rerun"), clock=clock
+    )
     with pytest.raises(IdempotencyInProgress):
         store.run("pay-10", {"amount": 100}, lambda: "second")
 
@@ -506,7 +512,7 @@ def test_errors_belong_to_the_sagakit_tree() -> None:
         ({"lock_timeout": timedelta(days=2)}, "must be shorter than retention"),
     ],
 )
-def test_bad_options_are_refused(options: dict[str, timedelta], message: str) -> None:
+def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         IdempotencyOptions(**options)
 
