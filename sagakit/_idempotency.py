@@ -615,6 +615,14 @@ class IdempotencyStore:
     Deleting the file forgets every key: a store that was using it refuses to go
     on (it does not re-create an empty file behind your back).
 
+    Guarantee: by default an effect starts **at most once** per live key (again
+    only after it raised, after :meth:`release`, or through a ``recover``
+    function); a claim whose owner never finished is refused with
+    :class:`IdempotencyAbandoned` until it is settled. ``on_abandoned="rerun"``
+    makes it **at least once** instead. Neither is exactly once: that needs the
+    key committed in the same transaction as the effect, which only works when
+    the effect is in the same database (as in the course's simulated services).
+
     Args:
         path: the SQLite file; its folder is created if needed. ``":memory:"``
             is refused because every connection would see a different database.
@@ -659,7 +667,7 @@ class IdempotencyStore:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self._ensure_schema()
         if not self.path.exists():  # connecting would silently create an empty file
-            raise self._lost_error("was deleted")
+            raise self._lost_error("was deleted while this store was using it")
         try:
             conn = _sqlite.connect(self.path, busy_timeout=self.options.busy_timeout)
         except sqlite3.Error as err:
@@ -678,7 +686,9 @@ class IdempotencyStore:
 
     def _store_error(self, err: sqlite3.Error) -> IdempotencyError:
         if "no such table" in str(err):
-            return self._lost_error("lost its table (deleted or replaced by another file)")
+            return self._lost_error(
+                "lost its table while this store was using it (the file was deleted or replaced)"
+            )
         return IdempotencyError(
             f"The idempotency store {self.path} could not be used: {err}. Check that the folder "
             "is writable and not on a network share; 'database is locked' means another writer "
@@ -687,8 +697,8 @@ class IdempotencyStore:
 
     def _lost_error(self, what_happened: str) -> IdempotencyError:
         return IdempotencyError(
-            f"The idempotency store file {self.path} {what_happened} while this store was "
-            "using it: every key recorded in it is gone, so effects could run a second time. "
+            f"The idempotency store file {self.path} {what_happened}: every key recorded in "
+            "it is gone, so effects could run a second time. "
             "Restore the file from a backup; or, to start again with no keys on purpose, make "
             f"a new IdempotencyStore({str(self.path)!r})."
         )
@@ -747,9 +757,7 @@ class IdempotencyStore:
                 f"{version}, this one knows {_SCHEMA_VERSION}). Upgrade sagakit, or use "
                 "another file."
             )
-        if version == _SCHEMA_VERSION:
-            if not exists:
-                raise self._lost_error("lost its table")
+        if exists and version == _SCHEMA_VERSION:
             return
         if exists:  # the first layout: same columns, fewer statuses allowed
             conn.execute("ALTER TABLE idempotency_keys RENAME TO idempotency_keys_v1")

@@ -591,6 +591,7 @@ def test_a_store_file_replaced_while_in_use_is_reported(store: IdempotencyStore,
     with pytest.raises(IdempotencyError, match="deleted or replaced") as caught:
         store.get("pay-20")
     assert "every key recorded in it is gone" in str(caught.value)
+    assert IdempotencyStore(db).records() == []  # a new store starts again, on purpose
 
 
 # --- methods ---------------------------------------------------------------------------------
