@@ -433,7 +433,7 @@ def test_a_run_async_cancelled_while_claiming_gives_the_key_back(db: Path) -> No
 async def test_a_failed_async_effect_is_released_without_blocking_the_event_loop(
     db: Path,
 ) -> None:
-    store = IdempotencyStore(db, IdempotencyOptions(busy_timeout=timedelta(seconds=5)))
+    store = IdempotencyStore(db, IdempotencyOptions(busy_timeout=timedelta(seconds=30)))
     store.records()
     raised = asyncio.Event()
 
