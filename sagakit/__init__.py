@@ -25,12 +25,14 @@ if _typing.TYPE_CHECKING:
     from sagakit._errors import ConfigurationError, SagakitError
     from sagakit._faults import Fault, FaultPlan, FaultRule, UnknownStepError, act_out_fault
     from sagakit._idempotency import (
+        IdempotencyAbandoned,
         IdempotencyConflict,
         IdempotencyError,
         IdempotencyInProgress,
         IdempotencyKeyError,
         IdempotencyLeaseLost,
         IdempotencyOptions,
+        IdempotencyPoisoned,
         IdempotencyRecord,
         IdempotencyStore,
         key_from_activity,
@@ -46,10 +48,9 @@ if _typing.TYPE_CHECKING:
         SagaState,
         SagaUsageError,
     )
-    from sagakit._worker import CORE_MODULES, running_worker, sandbox_runner
+    from sagakit._worker import running_worker, sandbox_runner
 
 _EXPORTS: dict[str, str] = {
-    "CORE_MODULES": "sagakit._worker",
     "CompensationError": "sagakit._saga",
     "CompensationProgress": "sagakit._saga",
     "CompensationStatus": "sagakit._saga",
@@ -57,12 +58,14 @@ _EXPORTS: dict[str, str] = {
     "Fault": "sagakit._faults",
     "FaultPlan": "sagakit._faults",
     "FaultRule": "sagakit._faults",
+    "IdempotencyAbandoned": "sagakit._idempotency",
     "IdempotencyConflict": "sagakit._idempotency",
     "IdempotencyError": "sagakit._idempotency",
     "IdempotencyInProgress": "sagakit._idempotency",
     "IdempotencyKeyError": "sagakit._idempotency",
     "IdempotencyLeaseLost": "sagakit._idempotency",
     "IdempotencyOptions": "sagakit._idempotency",
+    "IdempotencyPoisoned": "sagakit._idempotency",
     "IdempotencyRecord": "sagakit._idempotency",
     "IdempotencyStore": "sagakit._idempotency",
     "Saga": "sagakit._saga",
@@ -80,7 +83,6 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
-    "CORE_MODULES",
     "CompensationError",
     "CompensationProgress",
     "CompensationStatus",
@@ -88,12 +90,14 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "FaultRule",
+    "IdempotencyAbandoned",
     "IdempotencyConflict",
     "IdempotencyError",
     "IdempotencyInProgress",
     "IdempotencyKeyError",
     "IdempotencyLeaseLost",
     "IdempotencyOptions",
+    "IdempotencyPoisoned",
     "IdempotencyRecord",
     "IdempotencyStore",
     "Saga",

@@ -5,21 +5,26 @@ caller can catch that one class and know it has seen every failure the
 package reports::
 
     SagakitError
-    ├── ServerError                      the Temporal server could not be used
-    │   ├── TemporalBinaryNotFound       the `temporal` CLI is not installed
-    │   ├── PortInUseError               a port is held by something that is not Temporal
-    │   ├── ServerStartError             the dev server exited or never became ready
-    │   └── ServerUnreachable            a configured address does not answer
+    │  the library (sagakit)
     ├── ConfigurationError               an argument or setting is wrong
-    │   ├── SagaUsageError               saga.add() got something it cannot run (saga.py)
-    │   ├── UnknownStepError             a FaultPlan names a step no service has (faults.py)
-    │   └── IdempotencyKeyError          an idempotency key is empty or malformed (idempotency.py)
-    ├── CompensationError                compensations failed; also an ExceptionGroup (saga.py)
-    ├── IdempotencyError                 the idempotency store refused (idempotency.py)
+    │   ├── SagaUsageError               saga.add() got something it cannot run (_saga.py)
+    │   ├── UnknownStepError             a FaultPlan names a step no service has (_faults.py)
+    │   └── IdempotencyKeyError          an idempotency key is empty or malformed (_idempotency.py)
+    ├── CompensationError                compensations failed; also an ExceptionGroup (_saga.py)
+    ├── IdempotencyError                 the idempotency store refused (_idempotency.py)
     │   ├── IdempotencyConflict          the same key came with a different request
     │   ├── IdempotencyInProgress        the first call with this key is still running
+    │   ├── IdempotencyAbandoned         a claim was left without a result: settle it by hand
+    │   ├── IdempotencyPoisoned          the effect ran but its result could not be stored
     │   ├── IdempotencyKeyError          (see above)
-    │   └── IdempotencyLeaseLost         a slow owner's claim was taken over
+    │   └── IdempotencyLeaseLost         a slow owner's claim was taken over or settled by hand
+    ├── HistoryFileError                 a stored History could not be read (history.py)
+    ├── ServerError                      the Temporal server could not be used
+    │   ├── TemporalBinaryNotFound       a `temporal` program is not installed (_binaries.py)
+    │   ├── ServerStartError             a server exited or never became ready
+    │   ├── PortInUseError               a port is held by something that is not Temporal (course)
+    │   └── ServerUnreachable            a configured address does not answer (course)
+    │  the course (sagakit.course)
     ├── ServiceError                     a simulated service refused (services/errors.py)
     │   ├── BusinessError                the request makes no business sense now:
     │   │     InsufficientFunds, UnknownAccount, OutOfStock, NoBowlOut, SoldOut
@@ -30,8 +35,8 @@ package reports::
     ├── EventStoreError                  the event store refused (eventlog.py)
     │   └── VersionConflict              another writer appended first
     ├── EventBusError                    the event bus refused (eventbus.py)
-    ├── HistoryFileError                 a stored History could not be read (history.py)
     ├── ChildProcessFailed               a worker process did not start (processes.py)
+    ├── PollTimeout                      something a lesson waited for did not happen (_polling.py)
     ├── WorkflowTaskDidNotFail           a replay demo expected a failure (replay.py)
     ├── NotSerializable                  an argument cannot be sent to Temporal (validation.py)
     ├── QuizError                        the glossary quiz was misused (quiz.py)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import sagakit
+from sagakit._worker import CORE_MODULES
 from tests.helpers import ROOT
 
 
@@ -75,7 +76,6 @@ def test_every_public_name_is_documented() -> None:
         if inspect.isclass(obj) or inspect.isfunction(obj):
             assert inspect.getdoc(obj), f"sagakit.{name} has no docstring"
             assert obj.__module__.startswith("sagakit."), name
-    assert sagakit.CORE_MODULES
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
@@ -95,7 +95,7 @@ def test_importing_the_core_loads_nothing_of_the_course() -> None:
             "before = set(sys.modules)\n"
             "import sagakit\n"
             "for name in sagakit.__all__: getattr(sagakit, name)\n"
-            f"for module in {list(sagakit.CORE_MODULES)!r} + ['sagakit.testing']:\n"
+            f"for module in {list(CORE_MODULES)!r} + ['sagakit.testing']:\n"
             "    __import__(module)\n"
             "print(json.dumps(sorted(set(sys.modules) - before)))"
         )
