@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
@@ -158,3 +164,104 @@ def test_binary_is_found_in_this_environment() -> None:
 def test_bad_configuration(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         DevServerConfig(**kwargs)  # type: ignore[arg-type]
+
+
+# -- a start that is interrupted, raced or refused ------------------------------------------------
+
+
+def _spawned_server(config: DevServerConfig) -> psutil.Process | None:
+    """The `temporal server start-dev` child of this process that uses ``config``'s state file."""
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if str(config.db_path) in " ".join(child.cmdline()):
+                return child
+    return None
+
+
+async def test_a_cancelled_start_records_its_server_and_stops_it(config: DevServerConfig) -> None:
+    task = asyncio.create_task(DevServer(config).start())
+    deadline = time.monotonic() + 20
+    while (spawned := _spawned_server(config)) is None:
+        assert time.monotonic() < deadline, "the server was never spawned"
+        assert not task.done(), "the start finished before it could be interrupted"
+        await asyncio.sleep(0.01)
+    try:
+        # Written at once, so that an interrupted start can always be cleaned up.
+        assert config.pid_path.exists(), "no pid file while the server starts"
+        assert json.loads(config.pid_path.read_text())["pid"] == spawned.pid
+        task.cancel()  # what Ctrl-C does to `asyncio.run(...)`
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not spawned.is_running() or spawned.status() == psutil.STATUS_ZOMBIE, (
+            "a cancelled start left its server running"
+        )
+        assert not config.pid_path.exists()
+    finally:
+        task.cancel()
+        if spawned.is_running():  # only on failure: the server this test's start spawned
+            spawned.kill()
+            spawned.wait(10)
+
+
+async def test_giving_up_on_a_slow_start_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    config = DevServerConfig(port=free_port(), data_dir=tmp_path, ready_timeout=0.3)
+    worst = 0.0
+    done = False
+
+    async def heartbeat() -> None:
+        nonlocal worst
+        last = time.monotonic()
+        while not done:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            worst = max(worst, now - last)
+            last = now
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        with pytest.raises(ServerStartError, match=r"did not accept clients within 0\.3s"):
+            await DevServer(config).start()
+    finally:
+        done = True
+        await beat
+    assert worst < 0.5, f"the event loop was blocked for {worst:.2f}s while the server stopped"
+    assert _spawned_server(config) is None
+    assert not config.pid_path.exists()
+
+
+async def test_port_bound_but_not_listening_is_named_not_blamed_on_the_state_file(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", free_port()))  # bound, never listens
+        port = holder.getsockname()[1]
+        cfg = DevServerConfig(port=port, data_dir=tmp_path, probe_timeout=1)
+        with pytest.raises(PortInUseError, match=rf"Port {port} .*bound the port") as info:
+            await DevServer(cfg).start()
+    message = str(info.value)
+    assert "move it aside" not in message
+    assert "damaged" not in message
+    assert "TEMPORAL_ADDRESS=127.0.0.1:" in message, "the fix must work for the notebooks too"
+
+
+async def test_status_names_the_program_on_the_port(
+    tmp_path: Path, squatter: socket.socket
+) -> None:
+    port = squatter.getsockname()[1]
+    cfg = DevServerConfig(port=port, data_dir=tmp_path, probe_timeout=1)
+    status = await DevServer(cfg).status()
+    assert not status.running
+    assert status.describe().startswith(f"No Temporal server at 127.0.0.1:{port}: the port is held")
+    assert f"pid {os.getpid()}" in status.describe()
+
+
+def test_the_derived_ui_port_is_validated() -> None:
+    with pytest.raises(ConfigurationError, match=r"Web UI port would be 66000.*--ui-port"):
+        DevServerConfig(port=65000)
+    assert DevServerConfig(port=65000, ui_port=64000).effective_ui_port == 64000
+
+
+def test_an_ipv6_loopback_server_has_usable_addresses(tmp_path: Path) -> None:
+    cfg = DevServerConfig(host="::1", port=7300, data_dir=tmp_path)
+    assert cfg.address == "[::1]:7300"
+    assert cfg.ui_url == "http://[::1]:8300"

@@ -8,20 +8,19 @@ than its two public ports), not just by trying to connect.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import secrets
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
-import sagakit
-import sagakit.course.client
 from sagakit import course
 from sagakit.course.devserver import DevServer, DevServerConfig
 from sagakit.course.errors import ServerUnreachable
@@ -29,6 +28,9 @@ from tests.helpers import ROOT, free_port
 from tests.test_lab import _lab_command
 
 Listener = tuple[str, int]
+
+SESSION_ADDRESS = os.environ.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233"
+"""The test session's server (tests/conftest.py may point TEMPORAL_ADDRESS at its own)."""
 
 
 def _listening_sockets() -> dict[int, Listener]:
@@ -132,13 +134,15 @@ async def test_a_dev_server_started_by_sagakit_listens_on_loopback_only(
 
 @needs_proc
 async def test_the_shared_dev_server_listens_on_loopback_only(client: Client) -> None:
-    if sagakit.course.client.configured_profile() is not None:
-        pytest.skip("the tests use a configured Temporal server, not the local dev server")
-    pid = _owner_of_port(7233)
+    host, _, port_text = client.service_client.config.target_host.rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        pytest.skip("the tests use a Temporal server on another machine")
+    port = int(port_text)
+    pid = _owner_of_port(port)
     if pid is None:
-        pytest.skip("the server on 7233 belongs to another user or container")
+        pytest.skip(f"the server on {port} belongs to another user or container")
     listeners = _listeners_of(pid)
-    assert ("127.0.0.1", 7233) in listeners
+    assert ("127.0.0.1", port) in listeners
     assert _not_loopback(listeners) == [], f"the dev server listens beyond loopback: {listeners}"
 
 
@@ -250,7 +254,7 @@ async def test_an_api_key_from_the_environment_reaches_the_client_and_no_file(
     clean_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = f"test-key-{secrets.token_hex(8)}"
-    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:7233")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", SESSION_ADDRESS)
     monkeypatch.setenv("TEMPORAL_API_KEY", key)
     monkeypatch.setenv("TEMPORAL_TLS", "false")  # the local server stands in for the cloud
     before = _files(clean_home)
@@ -266,7 +270,7 @@ async def test_an_api_key_from_a_profile_file_is_read_not_rewritten(
     key = f"profile-key-{secrets.token_hex(8)}"
     config = clean_home / "temporal.toml"
     config.write_text(
-        f'[profile.cloud]\naddress = "127.0.0.1:7233"\napi_key = "{key}"\n'
+        f'[profile.cloud]\naddress = "{SESSION_ADDRESS}"\napi_key = "{key}"\n'
         "[profile.cloud.tls]\ndisabled = true\n"
     )
     monkeypatch.setenv("TEMPORAL_PROFILE", "cloud")
@@ -299,3 +303,96 @@ def test_sagakit_reads_credentials_only_through_envconfig() -> None:
         if pattern.search(line)
     ]
     assert offenders == []
+
+
+# -- the pid file: stop and status act only on this configuration's own server -----------------
+
+
+@pytest.fixture
+def bystander() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process that has nothing to do with Temporal (this test started it)."""
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _write_pid_file(config: DevServerConfig, pid: object) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.pid_path.write_text(json.dumps({"pid": pid, "port": config.port}))
+
+
+@pytest.fixture
+def signals_sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record every real signal sagakit tries to send, and send none of them.
+
+    ``kill(pid, 0)`` (the "does it exist?" question) still reaches the system for
+    a positive pid, so that a mistaken ``stop`` can be seen, not suffered.
+    """
+    sent: list[tuple[int, int]] = []
+    real_kill = os.kill
+
+    def spy(pid: int, sig: int) -> None:
+        if sig == 0:
+            if pid > 0:
+                real_kill(pid, 0)
+            return
+        sent.append((pid, sig))
+
+    monkeypatch.setattr(os, "kill", spy)
+    return sent
+
+
+def test_stop_leaves_alone_a_process_that_a_stale_pid_file_names(
+    tmp_path: Path, bystander: subprocess.Popen[bytes]
+) -> None:
+    config = DevServerConfig(port=free_port(), data_dir=tmp_path / "server")
+    _write_pid_file(config, bystander.pid)
+    server = DevServer(config)
+    assert server.stop() is False
+    time.sleep(0.3)
+    assert bystander.poll() is None, "stop() signalled a process that is not its server"
+    assert not config.pid_path.exists(), "the stale pid file is discarded"
+    assert server.notice is not None
+    assert f"pid {bystander.pid} is not this dev server" in server.notice
+    assert "sleep 60" in server.notice
+    assert "No process was signalled" in server.notice
+
+
+@pytest.mark.parametrize(
+    "pid",
+    [0, -1, 2**70, 2**31, os.getpid(), "123", True, None],
+    ids=["zero", "minus-one", "huge", "above-pid-max", "this-process", "text", "true", "null"],
+)
+def test_stop_signals_nothing_for_a_pid_file_naming_an_impossible_or_foreign_pid(
+    tmp_path: Path, signals_sent: list[tuple[int, int]], pid: object
+) -> None:
+    config = DevServerConfig(port=free_port(), data_dir=tmp_path / "server")
+    _write_pid_file(config, pid)
+    server = DevServer(config)
+    assert server.stop() is False
+    assert signals_sent == []
+    assert not config.pid_path.exists()
+    assert server.notice is not None
+    assert "No process was signalled" in server.notice
+
+
+async def test_status_does_not_report_an_unrelated_process_as_the_server(
+    private_server: DevServerConfig, bystander: subprocess.Popen[bytes]
+) -> None:
+    real_record = private_server.pid_path.read_text()
+    try:
+        _write_pid_file(private_server, bystander.pid)
+        server = DevServer(private_server)
+        status = await server.status()
+        assert status.running
+        assert status.pid is None, "status() named an unrelated process as the server"
+        assert str(bystander.pid) not in status.describe()
+        assert server.notice is not None
+        assert "not this dev server" in server.notice
+    finally:
+        private_server.pid_path.write_text(real_record)
+    assert bystander.poll() is None
+    assert DevServer(private_server)._recorded_pid() == json.loads(real_record)["pid"]

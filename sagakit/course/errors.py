@@ -22,4 +22,8 @@ class PortInUseError(ServerError):
 
 
 class ServerUnreachable(ServerError):
-    """A Temporal server at a configured address did not answer in time."""
+    """A Temporal server does not answer: nothing listens, it stays silent, or it went away.
+
+    The message names the address, where it came from (``TEMPORAL_ADDRESS``, a
+    profile, the local dev server) and the fix.
+    """
