@@ -13,9 +13,10 @@ is the one place that lists them all.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -88,6 +89,12 @@ class Workspace:
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", free_port()))
         self.listener.listen()
+        return int(self.listener.getsockname()[1])
+
+    def bind_only(self) -> int:
+        """Bind a free port without listening on it (a connection attempt sees nothing)."""
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", free_port()))
         return int(self.listener.getsockname()[1])
 
     def garbage(self, name: str) -> Path:
@@ -188,6 +195,15 @@ async def _malformed_address(ws: Workspace) -> None:
     await course.connect(timeout=2)
 
 
+async def _address(ws: Workspace, address: str, timeout: float = 3) -> None:
+    ws.monkeypatch.setenv("TEMPORAL_ADDRESS", address)
+    await course.connect(timeout=timeout)
+
+
+async def _port_bound_not_listening(ws: Workspace) -> None:
+    await DevServer(ws.server(port=ws.bind_only())).start()
+
+
 def _unknown_profile(ws: Workspace) -> None:
     ws.monkeypatch.setenv("TEMPORAL_PROFILE", "no-such-profile")
     sagakit.course.client.configured_profile()
@@ -239,7 +255,8 @@ def _unserialisable(ws: Workspace) -> None:
     check_serializable(TripSagaInput(trip_id=ws.world_db), what="the trip saga's input")  # type: ignore[arg-type]
 
 
-Action = Callable[[Workspace], Awaitable[None] | None]
+Action = Callable[[Workspace], object]
+"""Does the wrong thing; may return an awaitable (awaited) or anything else (ignored)."""
 
 CASES: list[tuple[str, Action, type[SagakitError], tuple[str, ...]]] = [
     # (case, action, error, fragments of the message: what went wrong, and what to do)
@@ -259,6 +276,19 @@ CASES: list[tuple[str, Action, type[SagakitError], tuple[str, ...]]] = [
      ("within 1s", "Check the address")),
     ("malformed TEMPORAL_ADDRESS", _malformed_address, ConfigurationError,
      ("is not valid", "Use host:port")),
+    ("TEMPORAL_ADDRESS without a port", lambda ws: _address(ws, "localhost"),
+     ConfigurationError, ("has no port", "Use host:port, for example localhost:7233")),
+    ("TEMPORAL_ADDRESS with a scheme", lambda ws: _address(ws, "http://127.0.0.1:7233"),
+     ConfigurationError, ("starts with a scheme", "for example 127.0.0.1:7233")),
+    ("TEMPORAL_ADDRESS port out of range", lambda ws: _address(ws, "127.0.0.1:99999"),
+     ConfigurationError, ("not between 1 and 65535", "Use host:port")),
+    ("TEMPORAL_ADDRESS IPv6 without brackets", lambda ws: _address(ws, "::1:7233"),
+     ConfigurationError, ("must be written in brackets", "[::1]:7233")),
+    ("TEMPORAL_ADDRESS host that does not resolve",
+     lambda ws: _address(ws, f"no-such-host.invalid:{free_port()}"), ServerUnreachable,
+     ("could not be resolved", "Check the address")),
+    ("connect() with a timeout of 0", lambda ws: course.connect(timeout=0), ConfigurationError,
+     ("timeout must be positive", "got 0")),
     ("unknown TEMPORAL_PROFILE", _unknown_profile, ConfigurationError,
      ("could not be read", "Check TEMPORAL_PROFILE")),
     ("corrupt temporal.toml", _corrupt_profile_file, ConfigurationError,
@@ -275,6 +305,10 @@ CASES: list[tuple[str, Action, type[SagakitError], tuple[str, ...]]] = [
      ConfigurationError, ("loopback", "set TEMPORAL_ADDRESS instead")),
     ("port out of range", lambda ws: ws.server(port=70000) and None, ConfigurationError,
      ("port must be between 1 and 65535", "70000")),
+    ("port whose Web UI port would pass 65535", lambda ws: ws.server(port=65000) and None,
+     ConfigurationError, ("would be 66000 (port + 1000)", "--ui-port")),
+    ("port bound but not listening", _port_bound_not_listening, PortInUseError,
+     ("bound the port without accepting connections", "TEMPORAL_ADDRESS=127.0.0.1:")),
     ("compensation not callable", lambda ws: _add("cancel_hotel"), SagaUsageError,
      ("needs a callable compensation", "@activity.defn function or an async function")),
     ("compensation is a plain function", lambda ws: _add(plain_undo, "t1"), SagaUsageError,
@@ -327,7 +361,7 @@ CASES: list[tuple[str, Action, type[SagakitError], tuple[str, ...]]] = [
 
 async def _perform(action: Action, workspace: Workspace) -> None:
     outcome = action(workspace)
-    if outcome is not None:
+    if inspect.isawaitable(outcome):
         await outcome
 
 
