@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 __all__ = ["WORKER_LOGGERS", "quiet_expected_failures"]
 
-WORKER_LOGGERS: tuple[str, ...] = ("temporalio.worker", "temporalio.activity")
-"""The loggers through which a worker reports failed activity attempts and workflow tasks."""
+WORKER_LOGGERS: tuple[str, ...] = ("temporalio.worker", "temporalio.activity", "temporalio.workflow")
+"""The loggers through which a worker reports failed attempts and tasks, and workflows log."""
 
 
 @contextlib.contextmanager

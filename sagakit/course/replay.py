@@ -34,6 +34,7 @@ __all__ = [
     "ReplayReport",
     "WorkflowTaskDidNotFail",
     "core_message",
+    "quiet_runtime",
     "replay",
     "wait_for_workflow_task_failure",
     "workflow_task_failures",

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sagakit import SagakitError
+from sagakit import SagakitError, SagaProgress, SagaState
 from sagakit.course._polling import poll_until
 
 if TYPE_CHECKING:
     from temporalio.client import WorkflowHandle
 
-__all__ = ["StageNotReached", "wait_for_stage"]
+__all__ = ["StageNotReached", "wait_for_saga_state", "wait_for_stage"]
 
 
 class StageNotReached(SagakitError, TimeoutError):
@@ -52,5 +52,40 @@ async def wait_for_stage(
             f"Workflow {handle.id} is still {last!r} after {timeout:g} s, not {stage!r}. "
             "Check that a worker polls its task queue and that the workflow stops there "
             "(a breakfast pauses before the milk only when started with pause_before_milk=True)."
+        ),
+    )
+
+
+async def wait_for_saga_state(
+    handle: WorkflowHandle[Any, Any], state: SagaState, timeout: float = 10.0
+) -> SagaProgress:
+    """Ask a saga its progress (the ``saga_progress`` query) until it is in ``state``.
+
+    Args:
+        handle: A workflow that runs a :class:`sagakit.Saga`.
+        state: The state to wait for, e.g. ``SagaState.NEEDS_ATTENTION``.
+        timeout: Seconds to wait.
+
+    Returns:
+        The progress that first showed ``state``.
+
+    Raises:
+        StageNotReached: The saga was not in ``state`` within ``timeout`` seconds.
+    """
+    last: SagaProgress | None = None
+
+    async def reached() -> SagaProgress | None:
+        nonlocal last
+        last = await handle.query("saga_progress", result_type=SagaProgress)
+        return last if last.state is state else None
+
+    return await poll_until(
+        reached,
+        timeout=timeout,
+        what=f"the saga of {handle.id} to be {state.value}",
+        timed_out=lambda: StageNotReached(
+            f"The saga of workflow {handle.id} is "
+            f"{last.state.value if last else 'not answering'} after {timeout:g} s, not "
+            f"{state.value}. Check that a worker polls its task queue."
         ),
     )

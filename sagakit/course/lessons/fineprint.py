@@ -14,7 +14,11 @@ lesson's demonstrations:
 
 :class:`HandRolledTripWorkflow` compensates with a plain ``try``/``except``
 loop instead of the saga, to show what a cancellation during compensation does
-to it. :func:`reset_point_after` and :func:`reset_workflow` rewind a history.
+to it. :class:`BuggyTripWorkflow` and :class:`FixedTripWorkflow` are two
+deployments of one workflow type: the first has a bug (a ``KeyError``), which
+fails the workflow *task*, not the workflow, so nothing is compensated and the
+second continues the same run. :func:`reset_point_after` and
+:func:`reset_workflow` rewind a history.
 """
 
 from __future__ import annotations
@@ -30,20 +34,24 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from sagakit import Saga, SagakitError
-from sagakit.course.lessons._stage import wait_for_stage
+from sagakit.course.lessons._stage import wait_for_saga_state, wait_for_stage
 from sagakit.course.services.activities import TripActivities, TripRequest
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 __all__ = [
+    "FIXABLE_TRIP",
     "NOT_CONFIRMED",
+    "BuggyTripWorkflow",
+    "FixedTripWorkflow",
     "ConfirmedTripInput",
     "ConfirmedTripWorkflow",
     "HandRolledTripWorkflow",
     "NoResetPoint",
     "reset_point_after",
     "reset_workflow",
+    "wait_for_saga_state",
     "wait_for_stage",
 ]
 
@@ -202,6 +210,62 @@ class HandRolledTripWorkflow:
             if self._stage != "compensating":
                 self._stage = "done"
         return f"trip {trip.trip_id} booked for {trip.customer}"
+
+
+FIXABLE_TRIP = "FixableTrip"
+"""The workflow type that :class:`BuggyTripWorkflow` and :class:`FixedTripWorkflow` both register."""
+
+_NIGHTS = {"hotel": 3, "flight": 0}
+
+
+@workflow.defn(name=FIXABLE_TRIP)
+class BuggyTripWorkflow:
+    """Deployment 1 of the trip: a bug after the hotel is booked (do not copy)."""
+
+    @workflow.run
+    async def run(self, trip_id: str) -> str:
+        """Book a hotel, a flight and an excursion in a saga; report the nights."""
+        request = TripRequest(trip_id, idempotency_key=trip_id)
+        async with Saga() as saga:
+            saga.add(TripActivities.cancel_hotel, request)
+            hotel = await workflow.execute_activity_method(
+                TripActivities.book_hotel, request, start_to_close_timeout=_STEP_TIMEOUT
+            )
+            nights = _NIGHTS[hotel.kind + "s"]  # the bug: there is no key "hotels"
+            saga.add(TripActivities.cancel_flight, request)
+            await workflow.execute_activity_method(
+                TripActivities.book_flight, request, start_to_close_timeout=_STEP_TIMEOUT
+            )
+            saga.add(TripActivities.cancel_excursion, request)
+            await workflow.execute_activity_method(
+                TripActivities.book_excursion, request, start_to_close_timeout=_STEP_TIMEOUT
+            )
+        return f"trip {trip_id} booked: {nights} nights, a flight and an excursion"
+
+
+@workflow.defn(name=FIXABLE_TRIP)
+class FixedTripWorkflow:
+    """Deployment 2 of the same workflow type: the bug is fixed, nothing else changed."""
+
+    @workflow.run
+    async def run(self, trip_id: str) -> str:
+        """Book a hotel, a flight and an excursion in a saga; report the nights."""
+        request = TripRequest(trip_id, idempotency_key=trip_id)
+        async with Saga() as saga:
+            saga.add(TripActivities.cancel_hotel, request)
+            hotel = await workflow.execute_activity_method(
+                TripActivities.book_hotel, request, start_to_close_timeout=_STEP_TIMEOUT
+            )
+            nights = _NIGHTS[hotel.kind]  # fixed
+            saga.add(TripActivities.cancel_flight, request)
+            await workflow.execute_activity_method(
+                TripActivities.book_flight, request, start_to_close_timeout=_STEP_TIMEOUT
+            )
+            saga.add(TripActivities.cancel_excursion, request)
+            await workflow.execute_activity_method(
+                TripActivities.book_excursion, request, start_to_close_timeout=_STEP_TIMEOUT
+            )
+        return f"trip {trip_id} booked: {nights} nights, a flight and an excursion"
 
 
 def reset_point_after(history: WorkflowHistory, activity: str) -> int:

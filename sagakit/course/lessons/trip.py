@@ -41,6 +41,8 @@ class TripSagaInput:
     """Attempts per step (forward recovery) before the saga gives up and compensates."""
     retry_interval_s: float = 0.2
     """First wait between attempts, in seconds (doubling, at most 1 s)."""
+    undo_attempts: int = 0
+    """Attempts per undo before the saga waits for an operator; 0 keeps sagakit's default policy."""
 
 
 @workflow.defn
@@ -49,7 +51,7 @@ class TripSagaWorkflow:
 
     @workflow.run
     async def run(self, trip: TripSagaInput) -> str:
-        """Run the three steps inside a :class:`~sagakit._saga.Saga` and report the result."""
+        """Run the three steps inside a :class:`~sagakit.Saga` and report the result."""
         request = TripRequest(
             trip_id=trip.trip_id,
             customer=trip.customer,
@@ -66,9 +68,16 @@ class TripSagaWorkflow:
             (TripActivities.cancel_flight, TripActivities.book_flight),
             (TripActivities.cancel_excursion, TripActivities.book_excursion),
         )
+        undo_options = {}
+        if trip.undo_attempts:
+            undo_options["retry_policy"] = RetryPolicy(
+                initial_interval=timedelta(seconds=trip.retry_interval_s),
+                maximum_interval=timedelta(seconds=1),
+                maximum_attempts=trip.undo_attempts,
+            )
         async with Saga(parallel=trip.parallel_compensation) as saga:
             for undo, step in steps:
-                saga.add(undo, request)  # before the step: it may fail after its effect
+                saga.add(undo, request, **undo_options)  # before the step: it may fail after it
                 await workflow.execute_activity_method(
                     step,
                     request,
