@@ -1,38 +1,53 @@
 """Shared fixtures: every test talks to a real Temporal server, never a mock.
 
-Before the session starts, make sure a server is up: the one named by
-TEMPORAL_ADDRESS / a Temporal profile, or else the local dev server, started
-through sagakit exactly as a learner's notebook would. The notebooks that nbval
-runs in the same session reuse it. A server this session started is stopped at
-the end; one that was already running is left alone.
+The tests never touch what belongs to the learner. Unless a server is named
+(TEMPORAL_ADDRESS or a Temporal profile), the session starts its OWN dev server
+through sagakit, on a free port with a temporary data folder, and points
+everything at it through the environment: this process, the notebooks that nbval
+runs (their kernels inherit the environment) and the worker processes the tests
+start. The learner's server on 7233, its data in ~/.sagakit and its Web UI are
+left alone, so ``make test`` can run while ``make lab`` is open. The session's
+server is stopped and its folder removed at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
-import sagakit
 import sagakit.course.client
 from sagakit import course
-from sagakit.course.devserver import DevServer
+from sagakit.course.devserver import DevServer, DevServerConfig
+from tests.helpers import free_port
 
-_started_here = False
+_session_server: DevServer | None = None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    global _started_here
-    if sagakit.course.client.configured_profile() is None:
-        status = asyncio.run(DevServer().start())
-        _started_here = status.started_here
+    global _session_server
+    if sagakit.course.client.configured_profile() is not None:
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="sagakit-test-server-"))
+    port = free_port()
+    server = DevServer(DevServerConfig(port=port, ui_port=port + 1000, data_dir=data_dir))
+    asyncio.run(server.start())
+    _session_server = server
+    os.environ["TEMPORAL_ADDRESS"] = f"127.0.0.1:{port}"
+    os.environ["SAGAKIT_UI_URL"] = f"http://127.0.0.1:{port + 1000}"
+    os.environ["SAGAKIT_DATA_DIR"] = str(data_dir)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _started_here:
-        DevServer().stop()
+    if _session_server is not None:
+        _session_server.stop()
+        shutil.rmtree(_session_server.config.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
