@@ -63,8 +63,9 @@ server-start: setup
 server-stop: setup
 	$(BIN)/python -m sagakit server stop
 
-doctor: setup
-	$(BIN)/python -m sagakit doctor
+# The doctor runs even before setup (with the system Python): it says what is missing.
+doctor:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m sagakit doctor
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -79,7 +79,7 @@ class TripChoice:
     """The step that fails: one of ``book_hotel``, ``book_flight``, ``book_excursion``;
     ``None`` for a run where nothing fails."""
     fault: Fault = Fault.FAIL_PERMANENT
-    """How it fails (see :class:`~sagakit._faults.Fault`)."""
+    """How it fails (see :class:`~sagakit.Fault`)."""
     every_attempt: bool = False
     """Fail every attempt, so the retry policy gives up; by default only the first attempt fails."""
     idempotency_keys: bool = True

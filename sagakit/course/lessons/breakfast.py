@@ -2,7 +2,7 @@
 
 - :class:`BreakfastWorkflow` is the right way: each undo is registered *before*
   its step, the undos tolerate a step that may not have happened
-  (``put_bowl_away_if_present``), and a :class:`~sagakit._saga.Saga` runs them
+  (``put_bowl_away_if_present``), and a :class:`~sagakit.Saga` runs them
   last-to-first (or all at once with ``parallel_compensation``). It can pause
   before the milk, so that the lesson can let someone else use the kitchen in
   between.

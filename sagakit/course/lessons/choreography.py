@@ -21,7 +21,7 @@ So the order of the steps (hotel, then flight, then excursion) and the order of
 the undos (the reverse) are not written down in any one place: they emerge
 from these subscriptions. The services book through the same simulated
 :class:`~sagakit.course.services.TripService` and the same
-:class:`~sagakit._faults.FaultPlan` as the orchestrated
+:class:`~sagakit.FaultPlan` as the orchestrated
 :class:`~sagakit.course.lessons.trip.TripSagaWorkflow`, so both can be run through
 the same failures and checked with :func:`~sagakit.course.services.check_world`.
 

@@ -2,7 +2,7 @@
 
 :class:`ConfirmedTripWorkflow` books a hotel and a flight, then waits for the
 customer to confirm (a signal) before it books the excursion; every step's undo
-is registered with a :class:`~sagakit._saga.Saga` first. It is the saga of the
+is registered with a :class:`~sagakit.Saga` first. It is the saga of the
 lesson's demonstrations:
 
 - closed by the *server* (a run timeout, ``terminate``): no workflow code runs

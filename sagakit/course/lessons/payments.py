@@ -9,7 +9,7 @@
   each did to the bank.
 - :class:`CheckThenActStore` is the naive store: look the key up, act, then
   record it, in three separate steps. :func:`race_same_key` lets several threads
-  use one key at once, to compare it with :class:`~sagakit._idempotency.IdempotencyStore`.
+  use one key at once, to compare it with :class:`~sagakit.IdempotencyStore`.
 - :func:`check_cart_key` is the exercise's self-check.
 """
 
@@ -302,7 +302,7 @@ class CheckThenActStore:
 
     The three steps are three separate statements, so two callers can both look
     before either records: both run the effect. It exists to be raced against
-    :class:`~sagakit._idempotency.IdempotencyStore`; do not use it.
+    :class:`~sagakit.IdempotencyStore`; do not use it.
 
     Args:
         path: A SQLite file for the seen keys.
@@ -405,7 +405,7 @@ class CartKeyCheck:
 def check_cart_key(cart_key: Callable[[str, str], str]) -> CartKeyCheck:
     """Try ``cart_key(customer, cart_id)`` as the key of a card charge, in three situations.
 
-    Each situation pays through a fresh :class:`~sagakit._idempotency.IdempotencyStore`:
+    Each situation pays through a fresh :class:`~sagakit.IdempotencyStore`:
     Alice presses Pay twice for cart 1 (one charge expected), Alice pays cart 1
     and then cart 2 (two), Alice and Bob each pay their own cart 1 (two).
 

@@ -11,7 +11,7 @@ Three small programs, one per idea:
   lock while it works, a bottleneck that more workers cannot remove.
 * :class:`FlakyBatchWorkflow` calls a flaky service many times, with or
   without Temporal retries (reliability ✅). Which attempt fails is decided by
-  a seeded :class:`~sagakit._faults.FaultPlan`, so :func:`predict_outcomes` can
+  a seeded :class:`~sagakit.FaultPlan`, so :func:`predict_outcomes` can
   say in advance what the server will record.
 """
 

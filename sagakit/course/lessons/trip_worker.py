@@ -7,7 +7,7 @@ world file, with an optional fault plan given as JSON::
     python -m sagakit.course.lessons.trip_worker lesson-09-crash world.db '{"book_flight": ["hang"]}'
 
 The JSON maps a step to the faults of its first attempts, as in
-:meth:`~sagakit._faults.FaultPlan.of`. Every worker started with the same plan
+:meth:`~sagakit.FaultPlan.of`. Every worker started with the same plan
 acts out the same faults, because a fault depends only on the step and the
 attempt number: attempt 1 hangs in the first worker, attempt 2 runs cleanly in
 whichever worker gets it.

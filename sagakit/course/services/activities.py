@@ -2,7 +2,7 @@
 
 Each class wraps one service. Its methods are ``@activity.defn`` activities,
 named after the step (``book_hotel``, ``add_milk``, ``withdraw``, ...). Before
-the work, an activity asks its :class:`~sagakit._faults.FaultPlan` what to act
+the work, an activity asks its :class:`~sagakit.FaultPlan` what to act
 out on this attempt (``activity.info().attempt``):
 
 ==================  ===================================================================
