@@ -21,14 +21,15 @@ import tempfile
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the test modules, as under pytest
-
-from saga_activities import ACTIVITIES, create_ledger
-from saga_scenarios import SCENARIOS
-from saga_workflows import WORKFLOWS
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent.parent)
+)  # the repository root, as under pytest
 
 from sagakit import running_worker
 from sagakit.course import connect
+from tests.saga_activities import ACTIVITIES, create_ledger
+from tests.saga_scenarios import SCENARIOS
+from tests.saga_workflows import WORKFLOWS
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from saga_workflows import TripPlan, TripWorkflow
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import (
@@ -19,6 +18,7 @@ from temporalio.client import (
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from sagakit import SagaProgress, SagaState
+from tests.saga_workflows import TripPlan, TripWorkflow
 
 WAIT_S = 30.0
 """Longest any helper waits for something to happen on the server."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from saga_activities import names, open_gate
-from saga_helpers import start, wait_for_state, wait_until, wait_until_cancel_seen
-from saga_workflows import StepSpec, TripPlan
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from sagakit import SagaProgress, SagaResolution, SagaState
+from tests.saga_activities import names, open_gate
+from tests.saga_helpers import start, wait_for_state, wait_until, wait_until_cancel_seen
+from tests.saga_workflows import StepSpec, TripPlan
 
 Handle = WorkflowHandle[object, object]
 

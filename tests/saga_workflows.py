@@ -14,7 +14,14 @@ from temporalio.common import RetryPolicy
 from sagakit import Saga
 
 with workflow.unsafe.imports_passed_through():
-    from saga_activities import StepCall, block_step, do_step, record, undo_step, undo_step_async
+    from tests.saga_activities import (
+        StepCall,
+        block_step,
+        do_step,
+        record,
+        undo_step,
+        undo_step_async,
+    )
 
 FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0)
 """Compensation retries every 100 ms, so a flaky undo is retried quickly."""

@@ -105,7 +105,11 @@ def test_usage_errors_explain_themselves(tmp_path: Path) -> None:
 
 def test_drain_stops_a_loop_of_handlers(tmp_path: Path) -> None:
     bus = EventBus(tmp_path / "bus.db")
-    bus.subscribe("echo", ["Echo"], lambda m: bus.publish("Echo", saga_id="s", sender="echo"))
+
+    def echo(message: Message) -> None:
+        bus.publish("Echo", saga_id="s", sender="echo")
+
+    bus.subscribe("echo", ["Echo"], echo)
     bus.publish("Echo", saga_id="s", sender="test")
     with pytest.raises(EventBusError, match="keep triggering"):
         bus.drain(limit=5)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from sagakit.course.lessons.cart import (
 from sagakit.history import event_counts
 
 WORKFLOWS = [ShoppingCartWorkflow, MisbehavingCartWorkflow]
-ACTIVITIES = [charge_payment, reserve_items]
+ACTIVITIES: list[Callable[..., Any]] = [charge_payment, reserve_items]
 
 
 @pytest.fixture(autouse=True)

@@ -12,17 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from saga_activities import ACTIVITIES, StepCall, create_ledger, events, names, open_gate
-from saga_helpers import (
-    assert_step_failed,
-    failure_of,
-    progress,
-    start,
-    status,
-    wait_until,
-    wait_until_cancel_seen,
-)
-from saga_workflows import WORKFLOWS, NaiveShieldWorkflow, StepSpec, TripPlan
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import RetryPolicy
@@ -42,6 +31,17 @@ from sagakit import (
     SagaUsageError,
     running_worker,
 )
+from tests.saga_activities import ACTIVITIES, StepCall, create_ledger, events, names, open_gate
+from tests.saga_helpers import (
+    assert_step_failed,
+    failure_of,
+    progress,
+    start,
+    status,
+    wait_until,
+    wait_until_cancel_seen,
+)
+from tests.saga_workflows import WORKFLOWS, NaiveShieldWorkflow, StepSpec, TripPlan
 
 # --- helpers -----------------------------------------------------------------
 

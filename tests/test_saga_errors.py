@@ -11,8 +11,15 @@ import functools
 from pathlib import Path
 
 import pytest
-from saga_activities import ACTIVITIES, StepCall, create_ledger, names, undo_step
-from saga_helpers import (
+from temporalio import activity, workflow
+from temporalio.api.common.v1 import RetryPolicy as RetryPolicyProto
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, CancelledError, FailureError
+
+from sagakit import Saga, SagaState, SagaUsageError, running_worker
+from tests.saga_activities import ACTIVITIES, StepCall, create_ledger, names, undo_step
+from tests.saga_helpers import (
     assert_step_failed,
     failure_of,
     progress,
@@ -22,7 +29,7 @@ from saga_helpers import (
     wait_for_event,
     wait_until,
 )
-from saga_workflows import (
+from tests.saga_workflows import (
     WORKFLOWS,
     BuggyTripWorkflow,
     EvictedTripWorkflow,
@@ -30,13 +37,6 @@ from saga_workflows import (
     StepSpec,
     TripPlan,
 )
-from temporalio import activity, workflow
-from temporalio.api.common.v1 import RetryPolicy as RetryPolicyProto
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, CancelledError, FailureError
-
-from sagakit import Saga, SagaState, SagaUsageError, running_worker
 
 
 @pytest.fixture

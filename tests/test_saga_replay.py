@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 
 import pytest
-from saga_scenarios import SCENARIOS
-from saga_workflows import WORKFLOWS
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from sagakit import sandbox_runner
+from tests.saga_scenarios import SCENARIOS
+from tests.saga_workflows import WORKFLOWS
 
 DATA = Path(__file__).resolve().parent / "data"
 

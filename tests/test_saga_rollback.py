@@ -13,19 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from saga_activities import ACTIVITIES, create_ledger, events, names, open_gate
-from saga_helpers import (
-    assert_step_failed,
-    current_details,
-    failure_of,
-    progress,
-    start,
-    status,
-    wait_for_state,
-    wait_until,
-    wait_until_cancel_seen,
-)
-from saga_workflows import WORKFLOWS, NestedTripWorkflow, StepSpec, TripPlan
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -47,6 +34,19 @@ from sagakit import (
     sandbox_runner,
 )
 from sagakit.testing import time_skipping_environment
+from tests.saga_activities import ACTIVITIES, create_ledger, events, names, open_gate
+from tests.saga_helpers import (
+    assert_step_failed,
+    current_details,
+    failure_of,
+    progress,
+    start,
+    status,
+    wait_for_state,
+    wait_until,
+    wait_until_cancel_seen,
+)
+from tests.saga_workflows import WORKFLOWS, NestedTripWorkflow, StepSpec, TripPlan
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ def test_text_aligns_numbers_right_and_text_left() -> None:
         "reserve_car         1\n"
         "charge_card        12"
     )
-    assert str(table) == repr(table) == pretty(table) == table.text()
+    assert str(table) == repr(table) == pretty(table) == table.text()  # type: ignore[no-untyped-call]
 
 
 def test_text_has_no_trailing_spaces_and_empty_cells_for_none() -> None:
