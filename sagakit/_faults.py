@@ -34,6 +34,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from sagakit._errors import ConfigurationError
+from sagakit._text import text_table
 
 __all__ = ["Fault", "FaultPlan", "FaultRule", "UnknownStepError", "act_out_fault"]
 
@@ -314,18 +315,9 @@ class FaultPlan:
 
     def preview(self, steps: Iterable[str], attempts: int = 3, key: str = "") -> str:
         """Return a small table of the decisions for ``steps`` on attempts 1 to ``attempts``."""
-        names = list(steps)
-        width = max([len("step"), *(len(n) for n in names)])
-        header = "step".ljust(width) + "".join(
-            f"  {'#' + str(a):<14}" for a in range(1, attempts + 1)
-        )
-        lines = [header.rstrip()]
-        for name in names:
-            cells = "".join(
-                f"  {self.decide(name, a, key).name:<14}" for a in range(1, attempts + 1)
-            )
-            lines.append((name.ljust(width) + cells).rstrip())
-        return "\n".join(lines)
+        numbers = range(1, attempts + 1)
+        rows = [[name, *(self.decide(name, a, key).name for a in numbers)] for name in steps]
+        return text_table(["step", *(f"#{a}" for a in numbers)], rows)
 
     def describe(self) -> str:
         """Return the plan in plain words, one line per rule."""

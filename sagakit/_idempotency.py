@@ -129,6 +129,7 @@ from temporalio.exceptions import ApplicationError
 
 from sagakit import _sqlite
 from sagakit._errors import ConfigurationError, SagakitError
+from sagakit._text import text_table
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -1329,8 +1330,7 @@ class IdempotencyStore:
         def cut(text: str) -> str:
             return text if len(text) <= width else text[: width - 3] + "..."
 
-        header = ("key", "status", "attempts", "fingerprint", "result / last error")
-        rows = [header]
+        rows = []
         for record in self.records():
             shown = (
                 _canonical_json(record.result)
@@ -1338,20 +1338,15 @@ class IdempotencyStore:
                 else (record.error or "")
             )
             rows.append(
-                (
+                [
                     cut(record.key),
                     record.status,
                     str(record.attempts),
                     record.fingerprint[:12],
                     cut(shown),
-                )
+                ]
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(line.rstrip() for line in lines)
+        return text_table(["key", "status", "attempts", "fingerprint", "result / last error"], rows)
 
     def purge_expired(self) -> int:
         """Delete keys whose retention has passed; return how many were deleted."""

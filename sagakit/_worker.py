@@ -28,6 +28,7 @@ CORE_MODULES: tuple[str, ...] = (
     "sagakit._idempotency",
     "sagakit._saga",
     "sagakit._sqlite",
+    "sagakit._text",
     "sagakit._worker",
     "sagakit.history",
 )

@@ -159,7 +159,10 @@ def test_describe_reads_like_the_plan() -> None:
         "  - otherwise, on add_milk: 25% of attempts get one of FAIL_BEFORE, FAIL_AFTER (seed 9)"
     )
     preview = FaultPlan.of({"book_hotel": [Fault.FAIL_AFTER]}).preview(["book_hotel"], attempts=2)
-    assert preview.splitlines()[1].split() == ["book_hotel", "FAIL_AFTER", "OK"]
+    header, rule, row = preview.splitlines()
+    assert header.split() == ["step", "#1", "#2"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert row.split() == ["book_hotel", "FAIL_AFTER", "OK"]
 
 
 def test_plan_travels_through_temporal_serialisation() -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sagakit import ConfigurationError
+from sagakit._text import text_table
 
 __all__ = ["Table"]
 
@@ -118,23 +119,7 @@ class Table:
         """The table as fixed-width text: title, header, a rule, then one line per row."""
         assert self.align is not None  # set in __post_init__
         cells = [[_cut(_format(value), self.max_width) for value in row] for row in self.rows]
-        widths = [
-            max([len(header), *(len(row[i]) for row in cells)])
-            for i, header in enumerate(self.columns)
-        ]
-
-        def line(values: Sequence[str]) -> str:
-            padded = (
-                value.rjust(width) if how == "right" else value.ljust(width)
-                for value, width, how in zip(values, widths, self.align or (), strict=True)
-            )
-            return "  ".join(padded).rstrip()
-
-        lines = [self.title] if self.title else []
-        lines.append(line(self.columns))
-        lines.append("  ".join("-" * width for width in widths))
-        lines.extend(line(row) for row in cells)
-        return "\n".join(lines)
+        return text_table(self.columns, cells, align=self.align, title=self.title)
 
     def __str__(self) -> str:
         return self.text()
