@@ -20,7 +20,11 @@ from collections.abc import Iterator
 
 __all__ = ["WORKER_LOGGERS", "quiet_expected_failures"]
 
-WORKER_LOGGERS: tuple[str, ...] = ("temporalio.worker", "temporalio.activity", "temporalio.workflow")
+WORKER_LOGGERS: tuple[str, ...] = (
+    "temporalio.worker",
+    "temporalio.activity",
+    "temporalio.workflow",
+)
 """The loggers through which a worker reports failed attempts and tasks, and workflows log."""
 
 
