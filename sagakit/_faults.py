@@ -25,13 +25,14 @@ from __future__ import annotations
 import difflib
 import enum
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from sagakit._errors import ConfigurationError
 from sagakit._text import text_table
@@ -41,7 +42,10 @@ __all__ = ["Fault", "FaultPlan", "FaultRule", "UnknownStepError", "act_out_fault
 T = TypeVar("T")
 
 DEFAULT_HANG = timedelta(seconds=10)
-"""How long a ``HANG`` attempt waits by default before it gives up without an effect."""
+"""How long a ``HANG`` or ``LATE`` attempt waits by default (make it longer than the timeout)."""
+
+HEARTBEAT_EVERY = timedelta(seconds=0.2)
+"""How often a ``HANG`` attempt heartbeats while it waits (the SDK throttles what it sends)."""
 
 
 class Fault(enum.StrEnum):
@@ -56,14 +60,28 @@ class Fault(enum.StrEnum):
     sees an error, like a timeout after the bowl is already out on the counter."""
     HANG = "hang"
     """Do nothing for longer than the activity's timeout, so Temporal times the attempt out.
-    The effect never happens, not even after the wait."""
+    The effect never happens, not even after the wait. The attempt heartbeats while it waits,
+    so with a ``heartbeat_timeout`` it learns that it was given up on and stops early."""
     FAIL_PERMANENT = "fail_permanent"
     """Fail with a non-retryable error before doing anything (no effect, no retry)."""
+    LATE = "late"
+    """A zombie: wait for longer than the activity's timeout without heartbeating, then do the
+    work anyway. Temporal has already timed the attempt out (and may have retried the step, or
+    run its undo), so the effect lands *after* the caller gave up on it."""
 
     @property
     def has_effect(self) -> bool:
-        """Whether the step's effect happens in an attempt with this fault."""
+        """Whether the step's effect happens while the attempt still counts (``OK``, ``FAIL_AFTER``).
+
+        A ``LATE`` attempt's effect comes after its attempt timed out, if the service still
+        accepts it: see :attr:`lands_late`.
+        """
         return self in (Fault.OK, Fault.FAIL_AFTER)
+
+    @property
+    def lands_late(self) -> bool:
+        """Whether the attempt tries its effect after Temporal gave up on it (``LATE``)."""
+        return self is Fault.LATE
 
     @property
     def caller_sees_success(self) -> bool:
@@ -380,16 +398,25 @@ def act_out_fault(
     - ``FAIL_AFTER``: run ``effect``, then raise a retryable ``ApplicationError``: the effect
       happened but the reply is lost;
     - ``HANG``: wait ``hang_for`` (make it longer than the ``start_to_close_timeout``), then
-      raise ``"InjectedHang"`` without running ``effect``; returns early if the worker shuts down;
+      raise ``"InjectedHang"`` without running ``effect``. It heartbeats while it waits
+      (every :data:`HEARTBEAT_EVERY`): when the attempt is cancelled or timed out (give the
+      activity a ``heartbeat_timeout`` so the SDK sends heartbeats often), the heartbeat's
+      answer makes the SDK raise ``temporalio.exceptions.CancelledError`` in this thread and
+      the attempt stops at once. It also stops early if the worker shuts down;
     - ``FAIL_PERMANENT``: raise a non-retryable ``ApplicationError``
-      (type ``"InjectedPermanentFault"``) without running ``effect``.
+      (type ``"InjectedPermanentFault"``) without running ``effect``;
+    - ``LATE``: a zombie. Wait ``hang_for`` *without* heartbeating (it returns early only if
+      the worker shuts down), then run ``effect`` anyway and return its result, which nobody
+      reads any more: the attempt timed out long ago. Cancellation is held back until the
+      effect is done (``activity.shield_thread_cancel_exception``), as for a request already
+      on the wire.
 
     Args:
         plan: which fault to act out on which step and attempt.
         effect: the activity's real work, called at most once.
         key: what the plan may use to tell requests apart (for example a trip ID).
         done: the effect in a few words, for the ``FAIL_AFTER`` message.
-        hang_for: how long a ``HANG`` attempt waits.
+        hang_for: how long a ``HANG`` or ``LATE`` attempt waits.
 
     Example::
 
@@ -411,15 +438,34 @@ def act_out_fault(
             f"injected fault in {where}: failed before doing anything", type="InjectedFault"
         )
     if fault is Fault.HANG:
-        activity.wait_for_worker_shutdown_sync(hang_for)
+        _wait_heartbeating(hang_for)
         raise ApplicationError(
             f"injected hang in {where}: gave up after {hang_for.total_seconds():g} s "
             "without doing anything",
             type="InjectedHang",
         )
+    if fault is Fault.LATE:
+        with activity.shield_thread_cancel_exception():
+            activity.wait_for_worker_shutdown_sync(hang_for)
+            return effect()
     result = effect()
     if fault is Fault.FAIL_AFTER:
         raise ApplicationError(
             f"injected fault in {where}: {done}, but the reply was lost", type="InjectedFault"
         )
     return result
+
+
+def _wait_heartbeating(how_long: timedelta) -> None:
+    """Wait ``how_long``, heartbeating, until the worker shuts down or the attempt is cancelled.
+
+    A cancellation (the attempt timed out, or its workflow cancelled it) arrives as the answer
+    to a heartbeat: the SDK then raises ``CancelledError`` in this thread.
+    """
+    deadline = time.monotonic() + how_long.total_seconds()
+    while (left := deadline - time.monotonic()) > 0 and not activity.is_worker_shutdown():
+        activity.heartbeat()
+        activity.wait_for_cancelled_sync(min(left, HEARTBEAT_EVERY.total_seconds()))
+        if activity.is_cancelled() and not activity.is_worker_shutdown():
+            # The SDK raises in this thread too; this makes sure the wait ends either way.
+            raise CancelledError("the attempt was cancelled (or timed out) while it waited")

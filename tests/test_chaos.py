@@ -178,15 +178,14 @@ def test_impossible_settings_are_refused() -> None:
         ChaosSettings(step_timeout_s=2, hang_s=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: an attempt that lands after its step timed out and was undone leaks "
-    "(the trip service should refuse a booking whose cancel already ran under the same key)",
-)
 async def test_an_attempt_that_lands_after_its_undo_is_not_left_booked(
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    """A zombie attempt: the excursion times out, the saga undoes it, then the booking lands."""
+    """A zombie attempt: the excursion times out, the saga undoes it, then the booking lands.
+
+    The undo found nothing, but the service remembers it under the trip's key (a tombstone),
+    so the late booking is refused: cancel wins.
+    """
     db = tmp_path / "world.db"
     trip = "zombie-1"
     reached, release = threading.Event(), threading.Event()
@@ -208,7 +207,12 @@ async def test_an_attempt_that_lands_after_its_undo_is_not_left_booked(
             await asyncio.sleep(0.5)
     world = World(db)
     assert world.ledger.count("cancel_excursion", trip) == 0  # its undo found nothing
+    assert world.trips.cancelled_under("excursion", trip)  # ...and left a tombstone
     assert world.trips.active(trip) == {"hotel": 0, "flight": 0, "excursion": 0}, check_world(db)
+    (refusal,) = world.ledger.entries(operation="book_excursion_refused", entity=trip)
+    assert (refusal.amount, refusal.idempotency_key) == (0, trip)
+    assert world.ledger.count("book_excursion", trip) == 0
+    assert check_world(db).ok
 
 
 def test_settings_default_to_the_fast_profile() -> None:

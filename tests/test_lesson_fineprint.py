@@ -132,8 +132,19 @@ async def test_reset_after_compensation_books_into_a_cancelled_trip(
         new_run = await reset_workflow(client, handle, point, "excursion service fixed")
         assert new_run.run_id != handle.run_id
         assert await new_run.result() == "trip t4 booked for ada"
-    assert failing.world.trips.active("t4") == {"hotel": 0, "flight": 0, "excursion": 1}
+    # The hotel's booking is kept from the History, but the hotel stays cancelled; the new
+    # run is a new saga run, so it books the flight and the excursion with keys of its own.
+    assert failing.world.trips.active("t4") == {"hotel": 0, "flight": 1, "excursion": 1}
     assert not check_world(db).ok
+    new_key = f"t4@{new_run.run_id}"
+    booked = failing.world.ledger.entries(entity="t4")
+    assert [(e.operation, e.idempotency_key) for e in booked if e.operation.startswith("book")] == [
+        ("book_hotel", "t4"),
+        ("book_flight", "t4"),
+        ("book_flight", new_key),
+        ("book_excursion", new_key),
+    ]
+    assert failing.world.trips.cancelled_under("excursion", "t4")  # the first run's tombstone
 
 
 async def test_time_skipping_run_timeout_vs_a_timer_in_the_workflow(tmp_path: Path) -> None:

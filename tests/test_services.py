@@ -23,6 +23,8 @@ from sagakit.course.services import (
     WorldSeed,
     check_world,
 )
+from sagakit.course.services.errors import CancelledBeforeBooking
+from sagakit.course.services.trip import TripService
 
 
 @pytest.fixture
@@ -234,6 +236,48 @@ def test_sold_out_books_nothing_and_cancel_frees_a_place(world: World) -> None:
     assert world.trips.book_excursion("t2").trip_id == "t2"
     with pytest.raises(ConfigurationError, match="not part of a trip"):
         world.trips.book("spa", "t1")  # type: ignore[arg-type]
+
+
+# -- cancel wins ----------------------------------------------------------------------------
+
+
+def test_a_booking_whose_cancel_already_ran_is_refused_and_recorded(world: World) -> None:
+    """Cancel wins: the undo ran first (it found nothing), the late booking books nothing."""
+    assert world.trips.cancel_excursion("t1", idempotency_key="t1").cancelled == 0
+    assert world.trips.cancelled_under("excursion", "t1")  # the tombstone
+    assert world.ledger.entries(service="trips") == []  # a cancel that found nothing: no effect
+    for _ in range(2):  # a second late attempt is refused as well
+        with pytest.raises(CancelledBeforeBooking, match="cancel wins"):
+            world.trips.book_excursion("t1", "ada", idempotency_key="t1")
+    assert world.trips.bookings("t1") == []
+    refusals = world.ledger.entries(operation="book_excursion_refused")
+    assert [(e.entity, e.amount, e.idempotency_key) for e in refusals] == [("t1", 0, "t1")] * 2
+    assert check_world(world).ok, "a refusal is a record, not a repeated effect"
+
+
+def test_cancel_wins_only_per_kind_and_key(world: World) -> None:
+    world.trips.cancel_hotel("t1", idempotency_key="t1")
+    assert world.trips.book_flight("t1", idempotency_key="t1").status == "active"  # other kind
+    assert world.trips.book_hotel("t1", idempotency_key="t1@run-2").status == "active"  # new key
+    assert world.trips.book_hotel("t2").status == "active"  # no key: nothing to match
+    assert not world.trips.cancelled_under("flight", "t1")
+
+
+def test_a_booking_made_before_its_cancel_is_replayed_not_refused(world: World) -> None:
+    first = world.trips.book_hotel("t1", "ada", idempotency_key="t1")
+    assert world.trips.cancel_hotel("t1", idempotency_key="t1").cancelled == 1
+    assert world.trips.book_hotel("t1", "ada", idempotency_key="t1") == first  # its first answer
+    assert world.trips.active("t1")["hotel"] == 0
+    assert world.ledger.count("book_hotel_refused") == 0
+
+
+def test_without_cancel_wins_a_late_booking_leaks(world: World) -> None:
+    """The service of the lesson's "before": the late booking is an orphan."""
+    trips = TripService(world.path, cancel_wins=False)
+    trips.cancel_flight("t1", idempotency_key="t1")
+    assert trips.book_flight("t1", idempotency_key="t1").status == "active"
+    assert world.trips.active("t1")["flight"] == 1
+    assert ViolationKind.PARTIAL_TRIP in check_world(world).kinds
 
 
 def test_breakfast_steps_and_their_undos(world: World) -> None:

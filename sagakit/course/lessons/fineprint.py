@@ -35,6 +35,7 @@ from temporalio.exceptions import ApplicationError
 
 from sagakit import Saga, SagakitError
 from sagakit.course.lessons._stage import wait_for_saga_state, wait_for_stage
+from sagakit.course.lessons.trip import run_key
 from sagakit.course.services.activities import TripActivities, TripRequest
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class ConfirmedTripInput:
     """A trip that needs the customer's confirmation before the excursion is booked."""
 
     trip_id: str
-    """Which trip; also the idempotency key sent to the services."""
+    """Which trip; also the idempotency key sent to the services (see
+    :func:`~sagakit.course.lessons.trip.run_key`: a reset run sends keys of its own)."""
     customer: str = "ada"
     """Who travels."""
     confirm_within_s: float | None = None
@@ -113,7 +115,7 @@ class ConfirmedTripWorkflow:
     @workflow.run
     async def run(self, trip: ConfirmedTripInput) -> str:
         """Book the trip, or undo whatever was booked and fail."""
-        request = TripRequest(trip.trip_id, trip.customer, idempotency_key=trip.trip_id)
+        request = TripRequest(trip.trip_id, trip.customer, idempotency_key=run_key(trip.trip_id))
         steps = _retry(trip, trip.max_attempts)
         undo = {"retry_policy": _retry(trip, 10), "start_to_close_timeout": _STEP_TIMEOUT}
         try:
@@ -179,7 +181,7 @@ class HandRolledTripWorkflow:
     @workflow.run
     async def run(self, trip: ConfirmedTripInput) -> str:
         """Book the three steps; on any error, undo the finished ones last-to-first."""
-        request = TripRequest(trip.trip_id, trip.customer, idempotency_key=trip.trip_id)
+        request = TripRequest(trip.trip_id, trip.customer, idempotency_key=run_key(trip.trip_id))
         steps: list[tuple[Any, Any]] = [
             (TripActivities.book_hotel, TripActivities.cancel_hotel),
             (TripActivities.book_flight, TripActivities.cancel_flight),
@@ -225,7 +227,7 @@ class BuggyTripWorkflow:
     @workflow.run
     async def run(self, trip_id: str) -> str:
         """Book a hotel, a flight and an excursion in a saga; report the nights."""
-        request = TripRequest(trip_id, idempotency_key=trip_id)
+        request = TripRequest(trip_id, idempotency_key=run_key(trip_id))
         async with Saga() as saga:
             saga.add(TripActivities.cancel_hotel, request)
             hotel = await workflow.execute_activity_method(
@@ -250,7 +252,7 @@ class FixedTripWorkflow:
     @workflow.run
     async def run(self, trip_id: str) -> str:
         """Book a hotel, a flight and an excursion in a saga; report the nights."""
-        request = TripRequest(trip_id, idempotency_key=trip_id)
+        request = TripRequest(trip_id, idempotency_key=run_key(trip_id))
         async with Saga() as saga:
             saga.add(TripActivities.cancel_hotel, request)
             hotel = await workflow.execute_activity_method(

@@ -172,6 +172,15 @@ def run_once(
     return result
 
 
+def seen(conn: sqlite3.Connection, *, table: str, operation: str, idempotency_key: str) -> bool:
+    """Whether ``operation`` already ran (and committed) under ``idempotency_key``."""
+    row = conn.execute(
+        f"SELECT 1 FROM {table} WHERE operation = ? AND idempotency_key = ?",
+        (operation, idempotency_key),
+    ).fetchone()
+    return row is not None
+
+
 def record(
     conn: sqlite3.Connection,
     *,

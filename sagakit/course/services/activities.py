@@ -11,13 +11,19 @@ fault               what the activity does
 ``OK``              the work, then a normal reply
 ``FAIL_BEFORE``     a retryable ``ApplicationError``; nothing happened
 ``FAIL_AFTER``      the work, then a retryable ``ApplicationError`` (the reply was lost)
-``HANG``            waits ``hang_for`` (longer than the timeout), then fails; nothing happens
+``HANG``            waits ``hang_for`` (longer than the timeout), heartbeating, then fails;
+                    nothing happens (a heartbeat tells it early that it timed out)
 ``FAIL_PERMANENT``  a non-retryable ``ApplicationError``; nothing happened
+``LATE``            a zombie: waits ``hang_for`` without heartbeating, then does the work
+                    anyway, after Temporal timed the attempt out
 ==================  ===================================================================
 
 A service that refuses (out of milk, insufficient funds, ...) becomes a
 non-retryable ``ApplicationError`` whose ``type`` is the error's class name,
-e.g. ``"OutOfStock"``. The activities are plain ``def`` functions (SQLite is
+e.g. ``"OutOfStock"``. The trip service refuses a late booking whose cancel
+already ran under the same key (``"CancelledBeforeBooking"``, see
+:mod:`sagakit.course.services.trip`); ``TripActivities(..., cancel_wins=False)``
+uses a service that books it anyway. The activities are plain ``def`` functions (SQLite is
 blocking), so the worker runs them on a thread pool, as
 :func:`sagakit.running_worker` does. Register them with ``.all()``::
 
@@ -41,7 +47,7 @@ from sagakit import FaultPlan, SagakitError, act_out_fault
 from sagakit._faults import DEFAULT_HANG
 from sagakit.course.services.bank import Receipt, TransferReceipt
 from sagakit.course.services.breakfast import BreakfastState
-from sagakit.course.services.trip import Booking, Cancellation
+from sagakit.course.services.trip import Booking, Cancellation, TripService
 from sagakit.course.services.world import World
 
 __all__ = [
@@ -133,8 +139,8 @@ class _ServiceActivities:
             db_path: The world's SQLite file (created and stocked if new).
             faults: What to act out on which attempt; by default nothing.
             hang_for: How long a ``HANG`` attempt waits before it gives up
-                without any effect; make it longer than the activity's
-                ``start_to_close_timeout``.
+                without any effect (and a ``LATE`` one before it does the work
+                anyway); make it longer than the activity's ``start_to_close_timeout``.
 
         Raises:
             UnknownStepError: ``faults`` names a step that no service activity has.
@@ -165,6 +171,30 @@ class _ServiceActivities:
 class TripActivities(_ServiceActivities):
     """Trip-booking activities; see the module docstring for the faults."""
 
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str],
+        faults: FaultPlan | None = None,
+        *,
+        hang_for: timedelta = DEFAULT_HANG,
+        cancel_wins: bool = True,
+    ) -> None:
+        """Prepare trip activities on the world in ``db_path``.
+
+        Args:
+            db_path: The world's SQLite file (created and stocked if new).
+            faults: What to act out on which attempt; by default nothing.
+            hang_for: How long a ``HANG`` or ``LATE`` attempt waits; make it longer
+                than the activity's ``start_to_close_timeout``.
+            cancel_wins: Whether the trip service refuses a booking whose cancel already
+                ran under the same idempotency key; ``False`` lets a zombie book.
+
+        Raises:
+            UnknownStepError: ``faults`` names a step that no service activity has.
+        """
+        super().__init__(db_path, faults, hang_for=hang_for)
+        self.trips = TripService(self.world.path, cancel_wins=cancel_wins)
+
     STEPS: ClassVar[tuple[str, ...]] = (
         "book_hotel",
         "book_flight",
@@ -177,7 +207,7 @@ class TripActivities(_ServiceActivities):
     @activity.defn
     def book_hotel(self, request: TripRequest) -> Booking:
         """Book a hotel room for the trip (no key: every attempt that gets through books)."""
-        trips = self.world.trips
+        trips = self.trips
         return self._act(
             request.trip_id,
             "the hotel was booked",
@@ -189,7 +219,7 @@ class TripActivities(_ServiceActivities):
     @activity.defn
     def book_flight(self, request: TripRequest) -> Booking:
         """Book a flight seat for the trip."""
-        trips = self.world.trips
+        trips = self.trips
         return self._act(
             request.trip_id,
             "the flight was booked",
@@ -201,7 +231,7 @@ class TripActivities(_ServiceActivities):
     @activity.defn
     def book_excursion(self, request: TripRequest) -> Booking:
         """Book an excursion place for the trip."""
-        trips = self.world.trips
+        trips = self.trips
         return self._act(
             request.trip_id,
             "the excursion was booked",
@@ -213,7 +243,7 @@ class TripActivities(_ServiceActivities):
     @activity.defn
     def cancel_hotel(self, request: TripRequest) -> Cancellation:
         """Cancel the trip's hotel bookings, if it has any."""
-        trips = self.world.trips
+        trips = self.trips
         return self._act(
             request.trip_id,
             "the hotel was cancelled",
@@ -223,7 +253,7 @@ class TripActivities(_ServiceActivities):
     @activity.defn
     def cancel_flight(self, request: TripRequest) -> Cancellation:
         """Cancel the trip's flight bookings, if it has any."""
-        trips = self.world.trips
+        trips = self.trips
         return self._act(
             request.trip_id,
             "the flight was cancelled",
@@ -233,7 +263,7 @@ class TripActivities(_ServiceActivities):
     @activity.defn
     def cancel_excursion(self, request: TripRequest) -> Cancellation:
         """Cancel the trip's excursion bookings, if it has any."""
-        trips = self.world.trips
+        trips = self.trips
         return self._act(
             request.trip_id,
             "the excursion was cancelled",

@@ -9,7 +9,8 @@
         │   ├── UnknownAccount       no account of that name
         │   ├── OutOfStock           out of milk, cereal or bowls
         │   ├── NoBowlOut            pouring with no bowl on the counter
-        │   └── SoldOut              no hotel rooms, seats or excursion places left
+        │   ├── SoldOut              no hotel rooms, seats or excursion places left
+        │   └── CancelledBeforeBooking   a booking whose cancel already ran under its key
         └── IdempotencyKeyReused     one key sent with two different requests
 
 The Temporal activities in :mod:`sagakit.course.services.activities` turn each of these
@@ -22,6 +23,7 @@ from sagakit import SagakitError
 
 __all__ = [
     "BusinessError",
+    "CancelledBeforeBooking",
     "IdempotencyKeyReused",
     "InsufficientFunds",
     "NoBowlOut",
@@ -58,6 +60,14 @@ class NoBowlOut(BusinessError):
 
 class SoldOut(BusinessError):
     """No hotel rooms, flight seats or excursion places are left."""
+
+
+class CancelledBeforeBooking(BusinessError):
+    """A booking arrived with an idempotency key whose cancel had already run ("cancel wins").
+
+    Typically a late attempt (a zombie): its step timed out, the saga ran the undo, and only
+    then did the booking reach the service. Nothing is booked; the refusal is in the ledger.
+    """
 
 
 class IdempotencyKeyReused(ServiceError):

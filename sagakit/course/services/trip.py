@@ -5,19 +5,41 @@ makes one more booking, exactly like an ``INSERT`` into a table that allows
 duplicates. Cancelling is tolerant ("cancel if present"): it cancels whatever
 active bookings of that kind the trip has, and does nothing when there are
 none, so a saga may register it *before* the booking step runs.
+
+**Cancel wins.** A cancel sent with an idempotency key is remembered under that
+key, even when it found nothing to cancel (a *tombstone*). A booking that later
+arrives with the same key, and was not made before, is refused with
+:class:`~sagakit.course.services.errors.CancelledBeforeBooking`: nothing is
+booked, and the refusal is in the ledger (operation ``book_<kind>_refused``,
+amount 0). That stops a late attempt (a *zombie*: a booking attempt that timed
+out, whose undo already ran, and that reaches the service only now) from
+leaving an orphan booking. A booking that *was* made under the key is answered
+as before: its first result, nothing booked again. The key must therefore name
+one saga *run*: a new run that books again needs a new key.
+``TripService(path, cancel_wins=False)`` is the service without this rule, as a
+lesson's "before".
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
 from sagakit import ConfigurationError
 from sagakit.course.services import _store
-from sagakit.course.services.errors import SoldOut
+from sagakit.course.services.errors import CancelledBeforeBooking, SoldOut
 
-__all__ = ["TRIP_KINDS", "TRIP_SCHEMA", "Booking", "Cancellation", "TripKind", "TripService"]
+__all__ = [
+    "REFUSED",
+    "TRIP_KINDS",
+    "TRIP_SCHEMA",
+    "Booking",
+    "Cancellation",
+    "TripKind",
+    "TripService",
+]
 
 TripKind = Literal["hotel", "flight", "excursion"]
 """The three things a trip is made of."""
@@ -26,6 +48,9 @@ TRIP_KINDS: tuple[TripKind, ...] = get_args(TripKind)
 """``("hotel", "flight", "excursion")``, in booking order."""
 
 SERVICE = "trips"
+
+REFUSED = "_refused"
+"""Suffix of the ledger operation of a refused booking: ``book_hotel_refused``."""
 
 TRIP_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS trip_bookings (
@@ -78,8 +103,16 @@ class Cancellation:
 class TripService:
     """Book and cancel hotels, flights and excursions; state lives in the world file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, cancel_wins: bool = True) -> None:
+        """Use the trip tables of the world file in ``path``.
+
+        Args:
+            path: The world's SQLite file.
+            cancel_wins: Refuse a booking whose cancel already ran under the same
+                idempotency key (see the module docstring). ``False`` books it anyway.
+        """
         self.path = path
+        self.cancel_wins = cancel_wins
 
     # -- effects ----------------------------------------------------------------------------
 
@@ -95,11 +128,32 @@ class TripService:
 
         Raises:
             SoldOut: No capacity is left for ``kind`` (nothing is booked).
+            CancelledBeforeBooking: ``cancel_<kind>`` already ran under ``idempotency_key``
+                and this booking was not made before (nothing is booked; the refusal is
+                recorded in the ledger).
         """
         _check_kind(kind)
         operation = f"book_{kind}"
 
         with _store.writing(self.path) as conn:
+            if self._cancelled_first(conn, kind, idempotency_key):
+                _store.record(
+                    conn,
+                    service=SERVICE,
+                    operation=operation + REFUSED,
+                    entity=trip_id,
+                    amount=0,
+                    idempotency_key=idempotency_key,
+                    detail=f"{kind} booking refused: cancel_{kind} already ran under this key",
+                )
+                refused = CancelledBeforeBooking(
+                    f"The {kind} of trip {trip_id} was cancelled under key {idempotency_key!r} "
+                    "before this booking arrived (cancel wins): nothing was booked. A late "
+                    "attempt of a step that was already undone lands here; to book again, "
+                    "start a new request with a new key."
+                )
+            else:
+                refused = None
 
             def effect() -> Booking:
                 row = conn.execute(
@@ -133,20 +187,35 @@ class TripService:
                 )
                 return Booking(booking_id, trip_id, kind, customer, "active")
 
-            return _store.run_once(
-                conn,
-                table="trip_requests",
-                idempotency_key=idempotency_key,
-                operation=operation,
-                request={"trip_id": trip_id, "customer": customer},
-                result_type=Booking,
-                effect=effect,
-            )
+            if refused is None:
+                return _store.run_once(
+                    conn,
+                    table="trip_requests",
+                    idempotency_key=idempotency_key,
+                    operation=operation,
+                    request={"trip_id": trip_id, "customer": customer},
+                    result_type=Booking,
+                    effect=effect,
+                )
+        raise refused  # after the commit: the refusal stays in the ledger
+
+    def _cancelled_first(self, conn: sqlite3.Connection, kind: TripKind, key: str | None) -> bool:
+        """Whether a booking under ``key`` must be refused: its cancel ran, it did not."""
+        if not self.cancel_wins or key is None:
+            return False
+        table = "trip_requests"
+        if _store.seen(conn, table=table, operation=f"book_{kind}", idempotency_key=key):
+            return False  # booked before the cancel: the retry gets its first answer
+        return _store.seen(conn, table=table, operation=f"cancel_{kind}", idempotency_key=key)
 
     def cancel(
         self, kind: TripKind, trip_id: str, *, idempotency_key: str | None = None
     ) -> Cancellation:
-        """Cancel every active ``kind`` booking of ``trip_id``; a no-op if there is none."""
+        """Cancel every active ``kind`` booking of ``trip_id``; a no-op if there is none.
+
+        With a key, the cancel is remembered under it even when it found nothing (a
+        tombstone): a booking that arrives later with the same key is refused.
+        """
         _check_kind(kind)
         operation = f"cancel_{kind}"
 
@@ -237,6 +306,17 @@ class TripService:
             )
 
     # -- reads ------------------------------------------------------------------------------
+
+    def cancelled_under(self, kind: TripKind, idempotency_key: str) -> bool:
+        """Whether ``cancel_<kind>`` ran under ``idempotency_key`` (with or without effect)."""
+        _check_kind(kind)
+        with _store.reading(self.path) as conn:
+            return _store.seen(
+                conn,
+                table="trip_requests",
+                operation=f"cancel_{kind}",
+                idempotency_key=idempotency_key,
+            )
 
     def capacity(self, kind: TripKind) -> int | None:
         """Return how many more ``kind`` bookings can be made (``None``: unlimited)."""
