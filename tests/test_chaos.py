@@ -57,12 +57,13 @@ QUICK = settings(
     suppress_health_check=list(HealthCheck),
 )
 
-OK, BEFORE, AFTER, HANG, PERMANENT = (
+OK, BEFORE, AFTER, HANG, PERMANENT, LATE = (
     Fault.OK,
     Fault.FAIL_BEFORE,
     Fault.FAIL_AFTER,
     Fault.HANG,
     Fault.FAIL_PERMANENT,
+    Fault.LATE,
 )
 
 
@@ -158,6 +159,45 @@ def test_the_model_predicts_outcomes_and_ledgers() -> None:
         ("cancel_flight", 1, AFTER, "t9"),
         ("cancel_flight", 2, BEFORE, "t9"),
     ]
+
+
+def test_the_model_allows_a_zombie_to_land_before_or_after_its_undo() -> None:
+    # The excursion's first attempt times out and lands late; the second fails for good.
+    zombie = TripSchedule(bookings=((), (), (LATE, PERMANENT)))
+    assert zombie.expected_outcome(3) is SagaOutcome.COMPENSATED
+    assert zombie.late_attempts("book_excursion", 3) == 1
+    landed_first, undone_first = zombie.expected_ledgers(3)
+    trip = Counter({"book_hotel": 1, "cancel_hotel": 1, "book_flight": 1, "cancel_flight": 1})
+    assert landed_first == trip + Counter({"book_excursion": 1, "cancel_excursion": 1})
+    assert undone_first == trip + Counter({"book_excursion_refused": 1})
+    assert zombie.describe() == "book_excursion LATE,FAIL_PERMANENT"
+    # A late attempt of a step that then succeeds is answered from its key: one booking.
+    retried = TripSchedule(bookings=((LATE, OK), (), ()))
+    assert retried.expected_outcome(3) is SagaOutcome.BOOKED
+    assert retried.expected_ledgers(3) == [
+        Counter({"book_hotel": 1, "book_flight": 1, "book_excursion": 1})
+    ]
+
+
+@pytest.mark.parametrize("cancel_wins", [True, False])
+async def test_a_zombie_schedule_is_caught_without_cancel_wins(
+    client: Client, tmp_path: Path, cancel_wins: bool
+) -> None:
+    """The property can fail: without cancel wins, the late excursion is left booked."""
+    schedules = [TripSchedule(bookings=((), (), (LATE, PERMANENT)))]
+    settings = ChaosSettings(step_timeout_s=1.0, hang_s=3.0, cancel_wins=cancel_wins)
+    with quiet_expected_failures():
+        report = await run_schedules(client, schedules, tmp_path / "world.db", settings=settings)
+    (trip,) = report.verdicts
+    assert trip.outcome is SagaOutcome.COMPENSATED
+    if cancel_wins:
+        assert trip.consistent, report
+        assert trip.ledger["book_excursion_refused"] == 1
+        assert trip.as_expected, report
+    else:
+        assert {v.kind for v in trip.violations} == {ViolationKind.PARTIAL_TRIP}
+        assert trip.ledger["book_excursion"] == 1
+        assert report.inconsistent == 1
 
 
 @pytest.mark.parametrize(

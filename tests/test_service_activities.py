@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from temporalio import workflow
+from temporalio import activity, workflow
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import RetryPolicy
@@ -31,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class Steps:
     """Input of the test workflow: run these activities one after another on one payload."""
@@ -39,6 +46,7 @@ class Steps:
     payload: dict[str, Any]
     timeout_ms: int = 5_000
     maximum_attempts: int = 5
+    heartbeat_ms: int | None = None
 
 
 @workflow.defn
@@ -51,6 +59,9 @@ class RunStepsWorkflow:
                 name,
                 steps.payload,
                 start_to_close_timeout=timedelta(milliseconds=steps.timeout_ms),
+                heartbeat_timeout=None
+                if steps.heartbeat_ms is None
+                else timedelta(milliseconds=steps.heartbeat_ms),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(milliseconds=100),
                     backoff_coefficient=1.0,
@@ -169,6 +180,80 @@ def test_a_hang_that_runs_its_full_course_still_does_nothing(db: Path) -> None:
     assert caught.value.type == "InjectedHang"
     assert not caught.value.non_retryable
     assert World(db).ledger.count("book_hotel") == 0
+
+
+class _TimedTrips(TripActivities):
+    """Trip activities that note how each attempt ended, and when."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ended: dict[int, tuple[float, str]] = {}
+        self.first_ended = threading.Event()
+
+    def _act(self, key: str, done: str, effect: Callable[[], T]) -> T:
+        attempt, started = activity.info().attempt, time.monotonic()
+        outcome = "returned"
+        try:
+            return super()._act(key, done, effect)
+        except BaseException as err:
+            outcome = type(err).__name__
+            raise
+        finally:
+            self.ended[attempt] = (time.monotonic() - started, outcome)
+            if attempt == 1:
+                self.first_ended.set()
+
+
+async def test_a_hung_attempt_that_heartbeats_learns_it_timed_out_and_stops(
+    client: Client, task_queue: str, db: Path
+) -> None:
+    """With a heartbeat timeout, the heartbeat's answer cancels the hung attempt's thread."""
+    trips = _TimedTrips(
+        db, FaultPlan.of({"book_hotel": [Fault.HANG]}), hang_for=timedelta(seconds=8)
+    )
+    steps = Steps(("book_hotel",), {"trip_id": "t1"}, timeout_ms=1_000, heartbeat_ms=1_000)
+    async with running_worker(
+        client, task_queue=task_queue, workflows=[RunStepsWorkflow], activities=trips.all()
+    ):
+        handle = await client.start_workflow(
+            RunStepsWorkflow.run, steps, id=f"steps-{task_queue}", task_queue=task_queue
+        )
+        await handle.result()
+        # Still inside the worker: a shutdown would end the wait as well.
+        assert await asyncio.to_thread(trips.first_ended.wait, 5), "still hanging"
+    took, outcome = trips.ended[1]
+    assert outcome == "CancelledError"
+    assert 1 <= took < 4, took  # well before its 8 s were up
+    assert World(db).ledger.count("book_hotel") == 1  # attempt 2 booked
+
+
+def test_a_late_attempt_does_the_work_after_its_wait(db: Path) -> None:
+    trips = TripActivities(
+        db, FaultPlan.of({"book_hotel": [Fault.LATE]}), hang_for=timedelta(seconds=0.3)
+    )
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, activity_type="book_hotel", attempt=1)
+    started = time.monotonic()
+    booking = env.run(trips.book_hotel, TripRequest("t1", idempotency_key="t1"))
+    assert time.monotonic() - started >= 0.3
+    assert booking.status == "active"
+    assert World(db).ledger.count("book_hotel") == 1
+
+
+def test_a_late_attempt_after_its_undo_is_refused_unless_cancel_wins_is_off(db: Path) -> None:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, activity_type="book_hotel", attempt=1)
+    late = FaultPlan.of({"book_hotel": [Fault.LATE]})
+    request = TripRequest("t1", idempotency_key="t1")
+    World(db).trips.cancel_hotel("t1", idempotency_key="t1")  # the undo ran first
+    trips = TripActivities(db, late, hang_for=timedelta(seconds=0.1))
+    with pytest.raises(ApplicationError, match="cancel wins") as caught:
+        env.run(trips.book_hotel, request)
+    assert (caught.value.type, caught.value.non_retryable) == ("CancelledBeforeBooking", True)
+    assert World(db).trips.active("t1")["hotel"] == 0
+    leaky = TripActivities(db, late, hang_for=timedelta(seconds=0.1), cancel_wins=False)
+    assert env.run(leaky.book_hotel, request).status == "active"
+    assert ViolationKind.PARTIAL_TRIP in World(db).check().kinds
 
 
 async def test_out_of_milk_is_a_non_retryable_business_error(

@@ -2,7 +2,7 @@
 
 A :class:`TripSchedule` says, for one trip, which fault each attempt of each
 booking step acts out (``OK``, ``FAIL_BEFORE``, ``FAIL_AFTER``, ``HANG``,
-``FAIL_PERMANENT``) and how many times each undo (``cancel_*``) fails before it
+``FAIL_PERMANENT``, ``LATE``) and how many times each undo (``cancel_*``) fails before it
 works. :func:`run_schedules` runs many trips at once, each with its own trip id
 and schedule, through the canonical :class:`~sagakit.course.lessons.trip.TripSagaWorkflow`
 on one worker, then checks the world with :func:`~sagakit.course.services.check_world`::
@@ -18,6 +18,12 @@ Each trip is judged twice:
   failed and compensated) and the ledger holds exactly the effects the schedule
   allows (one ``book_*`` per step that had its effect, one ``cancel_*`` per
   booking undone).
+
+A ``LATE`` attempt (a zombie) times out and lands afterwards. If its step ends
+without any other effect and the saga undoes it, the ledger depends on which
+came first: the late booking (then ``book_*`` and ``cancel_*``) or the undo
+(then the service refuses the booking, cancel wins: ``book_*_refused``). Both
+are right, so both ledgers are allowed.
 
 A trip that is not as expected is *excused* when an attempt timed out that its
 schedule did not make hang: on a busy machine an attempt meant to succeed can
@@ -54,7 +60,7 @@ from sagakit._saga import DEFAULT_COMPENSATION_RETRY_POLICY
 from sagakit.course.lessons.trip import TripSagaInput, TripSagaWorkflow
 from sagakit.course.services.activities import TripActivities
 from sagakit.course.services.invariants import Violation, check_world
-from sagakit.course.services.trip import TRIP_KINDS
+from sagakit.course.services.trip import REFUSED, TRIP_KINDS
 from sagakit.course.services.world import World
 
 if TYPE_CHECKING:
@@ -175,17 +181,46 @@ class TripSchedule:
         booked = len(results) == len(BOOKING_STEPS) and all(ok for _, ok, _ in results)
         return SagaOutcome.BOOKED if booked else SagaOutcome.COMPENSATED
 
+    def late_attempts(self, step: str, max_attempts: int) -> int:
+        """How many attempts of ``step`` that run are ``LATE`` (they land after timing out)."""
+        faults = self.bookings[BOOKING_STEPS.index(step)]
+        late = 0
+        for attempt in range(max_attempts):
+            fault = faults[attempt] if attempt < len(faults) else Fault.OK
+            late += fault.lands_late
+            if fault in (Fault.OK, Fault.FAIL_PERMANENT):
+                break
+        return late
+
     def expected_ledger(self, max_attempts: int) -> Counter[str]:
-        """How many ledger entries of each operation this trip should leave."""
+        """How many ledger entries of each operation this trip should leave.
+
+        A step whose only effect is a ``LATE`` attempt's is counted as if the late booking
+        landed before the undo; :meth:`expected_ledgers` also has the other order.
+        """
+        return self.expected_ledgers(max_attempts)[0]
+
+    def expected_ledgers(self, max_attempts: int) -> list[Counter[str]]:
+        """Every ledger this trip may rightly leave: one, or two when a zombie races its undo.
+
+        The second, if there is one, is the ledger where the undo ran first and the service
+        refused each late booking (``book_*_refused``).
+        """
         results = self.step_results(max_attempts)
         booked = self.expected_outcome(max_attempts) is SagaOutcome.BOOKED
         counts: Counter[str] = Counter()
+        refused: Counter[str] = Counter()
         for step, _, effect in results:
-            if effect:
+            late = self.late_attempts(step, max_attempts)
+            if effect or late:
                 counts[step] += 1
                 if not booked:
                     counts[step.replace("book_", "cancel_")] += 1
-        return counts
+            if late and not effect and not booked:
+                refused = Counter(counts)
+                del refused[step], refused[step.replace("book_", "cancel_")]
+                refused[f"{step}{REFUSED}"] = late
+        return [counts, refused] if refused else [counts]
 
     def describe(self) -> str:
         """One line for people, e.g. ``book_flight FAIL_AFTER,OK | cancel_hotel fails 2x``."""
@@ -213,7 +248,8 @@ class ChaosSettings:
     Keep it well above how long a busy worker takes to run an attempt: an attempt that times
     out for slowness is retried, so its trip no longer ends as its schedule predicts."""
     hang_s: float = 2.5
-    """How long a ``HANG`` attempt waits (longer than ``step_timeout_s``); it never has an effect."""
+    """How long a ``HANG`` attempt waits (longer than ``step_timeout_s``); it never has an effect.
+    A ``LATE`` attempt waits as long, then books."""
     max_attempts: int = 3
     """Attempts per booking step before the saga gives up and compensates."""
     retry_interval_s: float = 0.2
@@ -222,6 +258,9 @@ class ChaosSettings:
     """Send the trip id as idempotency key. ``False`` shows what the keys protect against."""
     stagger_s: float = 0.02
     """Delay between the starts of two trips, so that they do not all hit the services at once."""
+    cancel_wins: bool = True
+    """The trip service refuses a late booking whose undo already ran. ``False`` shows what
+    that protects against (a ``LATE`` attempt leaves an orphan booking)."""
 
     def __post_init__(self) -> None:
         if self.hang_s <= self.step_timeout_s:
@@ -252,7 +291,9 @@ class TripVerdict:
     ledger: dict[str, int]
     """The trip's ledger entries, counted by operation."""
     expected_ledger: dict[str, int]
-    """The ledger counts the schedule allows."""
+    """The ledger counts the schedule predicts."""
+    other_ledgers: tuple[dict[str, int], ...] = ()
+    """Other ledger counts the schedule allows (a late booking refused after its undo)."""
     unplanned_timeouts: tuple[str, ...] = ()
     """Attempts that timed out although the schedule did not make them hang (a busy machine),
     as ``"book_hotel#1"``, from the attempts the activities ran; only looked up for trips that
@@ -266,7 +307,8 @@ class TripVerdict:
     @property
     def as_expected(self) -> bool:
         """The outcome and the ledger are what the schedule predicts."""
-        return self.outcome is self.expected and self.ledger == self.expected_ledger
+        ledgers = (self.expected_ledger, *self.other_ledgers)
+        return self.outcome is self.expected and self.ledger in ledgers
 
     @property
     def excused(self) -> bool:
@@ -282,7 +324,7 @@ class TripVerdict:
         problems = [str(v) for v in self.violations]
         if self.outcome is not self.expected:
             problems.append(f"ended {self.outcome.value}, expected {self.expected.value}")
-        if self.ledger != self.expected_ledger:
+        if self.ledger not in (self.expected_ledger, *self.other_ledgers):
             problems.append(f"ledger {self.ledger}, expected {self.expected_ledger}")
         if self.unplanned_timeouts:
             problems.append(f"unplanned timeouts {', '.join(self.unplanned_timeouts)}")
@@ -372,7 +414,9 @@ async def run_schedules(
     queue = task_queue or f"chaos-{run}"
     trips = [(f"chaos-{run}-{i}", schedule) for i, schedule in enumerate(schedules)]
     plan = FaultPlan(rules=tuple(r for trip_id, s in trips for r in s.rules(trip_id)))
-    activities = _AttemptLog(db_path, plan, hang_for=timedelta(seconds=opts.hang_s))
+    activities = _AttemptLog(
+        db_path, plan, hang_for=timedelta(seconds=opts.hang_s), cancel_wins=opts.cancel_wins
+    )
     async with running_worker(
         client,
         task_queue=queue,
@@ -394,6 +438,7 @@ async def run_schedules(
             v for v in report.violations if v.subject in (f"trip {trip_id}", f"key {trip_id}")
         )
         ledger = Counter(e.operation for e in world.ledger.entries(entity=trip_id))
+        expected, *others = schedule.expected_ledgers(opts.max_attempts)
         verdict = TripVerdict(
             trip_id=trip_id,
             schedule=schedule,
@@ -402,7 +447,8 @@ async def run_schedules(
             detail=detail,
             violations=mine,
             ledger=dict(ledger),
-            expected_ledger=dict(schedule.expected_ledger(opts.max_attempts)),
+            expected_ledger=dict(expected),
+            other_ledgers=tuple(dict(other) for other in others),
         )
         if not verdict.as_expected:
             timeouts = _unplanned_timeouts(activities.attempts(trip_id), schedule)
@@ -439,9 +485,14 @@ class _AttemptLog(TripActivities):
     """The trip activities, noting every attempt they run (the History keeps only the last)."""
 
     def __init__(
-        self, db_path: str | os.PathLike[str], faults: FaultPlan, *, hang_for: timedelta
+        self,
+        db_path: str | os.PathLike[str],
+        faults: FaultPlan,
+        *,
+        hang_for: timedelta,
+        cancel_wins: bool = True,
     ) -> None:
-        super().__init__(db_path, faults, hang_for=hang_for)
+        super().__init__(db_path, faults, hang_for=hang_for, cancel_wins=cancel_wins)
         self._lock = threading.Lock()
         self._attempts: dict[tuple[str, str, int], _Attempt] = {}
 
@@ -482,7 +533,7 @@ def _unplanned_timeouts(attempts: Sequence[_Attempt], schedule: TripSchedule) ->
     for attempt in attempts:
         faults = planned.get(attempt.step, ())
         fault = faults[attempt.number - 1] if attempt.number <= len(faults) else Fault.OK
-        if fault is Fault.HANG:
+        if fault in (Fault.HANG, Fault.LATE):  # planned to time out
             continue
         final = fault in (Fault.OK, Fault.FAIL_PERMANENT)
         retried = (attempt.step, attempt.number + 1) in tried
@@ -540,12 +591,15 @@ def schedule_strategy(
     *,
     max_step_faults: int = 3,
     max_undo_failures: int = 2,
+    late: bool = True,
 ) -> SearchStrategy[TripSchedule]:
     """A Hypothesis strategy of trip schedules (needs the ``hypothesis`` package).
 
     Args:
         max_step_faults: Longest list of faults for one booking step.
         max_undo_failures: Most failures of one undo before it works.
+        late: Whether booking attempts may be ``LATE`` (zombies that land after their
+            timeout, maybe after their undo).
 
     Returns:
         The strategy.
@@ -564,7 +618,8 @@ def schedule_strategy(
         raise ConfigurationError(
             f"max_undo_failures must be 0 to {_MAX_UNDO_FAILURES}, got {max_undo_failures}."
         )
-    step = st.lists(st.sampled_from(list(Fault)), max_size=max_step_faults).map(tuple)
+    faults = [f for f in Fault if late or not f.lands_late]
+    step = st.lists(st.sampled_from(faults), max_size=max_step_faults).map(tuple)
     undo = st.lists(st.sampled_from(list(UNDO_FAULTS)), max_size=max_undo_failures).map(tuple)
     three_steps: Any = st.tuples(step, step, step)
     three_undos: Any = st.tuples(undo, undo, undo)
