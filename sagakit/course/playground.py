@@ -40,10 +40,13 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from sagakit import ConfigurationError, Fault, FaultPlan, running_worker
+from sagakit.course.client import explain_unreachable
 from sagakit.course.display import Table
+from sagakit.course.errors import ServerUnreachable
 from sagakit.course.history_views import plot_timeline
 from sagakit.course.lessons.trip import TRIP_STEPS, TripSagaInput, TripSagaWorkflow
 from sagakit.course.logs import quiet_expected_failures
+from sagakit.course.processes import run_explained
 from sagakit.course.services.activities import TripActivities
 from sagakit.course.services.invariants import InvariantReport, check_world
 from sagakit.course.services.trip import TRIP_KINDS, Booking
@@ -253,9 +256,26 @@ async def run_trip(
 
     Returns:
         The run: outcome, bookings, checker verdict and History.
+
+    Raises:
+        ServerUnreachable: the server stopped answering; raised within a few
+            seconds, naming its address and how to start it again.
     """
-    trip_id = trip_id or workflow_id
-    db = Path(workdir) / f"{trip_id}.db"
+    return await run_explained(
+        client,
+        _run_trip(client, choice, Path(workdir), workflow_id, task_queue, trip_id or workflow_id),
+    )
+
+
+async def _run_trip(
+    client: Client,
+    choice: TripChoice,
+    workdir: Path,
+    workflow_id: str,
+    task_queue: str,
+    trip_id: str,
+) -> TripRun:
+    db = workdir / f"{trip_id}.db"
     World(db).reset()
     activities = TripActivities(db, choice.plan())
     trip = TripSagaInput(
@@ -475,9 +495,12 @@ class TripPlayground:
     async def run(self, choice: TripChoice | None = None) -> TripRun | None:
         """Run the saga with ``choice`` (default: the widgets' choice) and show it in the output.
 
-        The button is disabled while the saga runs. An unexpected error (the
-        server is down, say) is shown in the output instead of being raised, so
-        a click never ends in an unseen error.
+        The button is disabled while the saga runs and enabled again however
+        the run ends. An error (the server is down or stops answering, say) is
+        shown in the output instead of being raised, so a click never ends in an
+        unseen error; a server that stops is reported within a few seconds. When
+        the run's task is cancelled (an interrupted kernel), the output says so
+        and the cancellation goes on.
 
         Returns:
             The run, or ``None`` if it could not be run.
@@ -496,15 +519,31 @@ class TripPlayground:
                 workflow_id=workflow_id,
                 task_queue=self._task_queue,
             )
-        except Exception as err:
-            self.status.value = f"{workflow_id} could not run"
-            self.output.outputs = (
-                {
-                    "output_type": "stream",
-                    "name": "stderr",
-                    "text": f"{type(err).__name__}: {err}\n",
-                },
+        except ServerUnreachable as err:
+            self._show_error(
+                f"{workflow_id} could not run: the Temporal server does not answer", err
             )
+            return None
+        except Exception as err:
+            self._show_error(f"{workflow_id} could not run", err)
+            return None
+        except asyncio.CancelledError as err:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # cancelled from outside: say so, go on
+                self._show_error(
+                    f"{workflow_id} was cancelled",
+                    "The run was cancelled (the kernel was interrupted or its task was "
+                    "cancelled). Click the button to run again.",
+                )
+                raise
+            # A stray CancelledError from the SDK: most likely the server went away.
+            clear = await explain_unreachable(self._client, err)
+            if clear is not None:
+                self._show_error(
+                    f"{workflow_id} could not run: the Temporal server does not answer", clear
+                )
+            else:
+                self._show_error(f"{workflow_id} could not run", err)
             return None
         finally:
             self.button.disabled = False
@@ -513,6 +552,12 @@ class TripPlayground:
         self.output.outputs = run.outputs()
         self.last_run = run
         return run
+
+    def _show_error(self, status: str, error: BaseException | str) -> None:
+        """Say in the status line and the output area why the run did not finish."""
+        self.status.value = status
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        self.output.outputs = ({"output_type": "stream", "name": "stderr", "text": text + "\n"},)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """Display the widget box when the playground is a cell's result.

@@ -38,11 +38,11 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -59,6 +59,7 @@ __all__ = [
     "ChildProcess",
     "ChildProcessFailed",
     "WorkerOptions",
+    "run_explained",
     "run_worker",
     "serve_worker",
     "start_worker_process",
@@ -73,6 +74,8 @@ READY_PREFIX = "sagakit-worker polling"
 
 # No resolve() at import: the workflow sandbox re-imports sagakit and forbids it.
 _PROJECT_ROOT = Path(__file__).parents[2]
+
+T = TypeVar("T")
 
 
 class ChildProcessFailed(SagakitError):
@@ -327,6 +330,8 @@ async def start_worker_process(
     Raises:
         ChildProcessFailed: the child exited or did not poll in time; it is
             killed before the error is raised.
+        ServerUnreachable: the server stopped answering while the child
+            started; raised within a few seconds (the child is killed).
     """
     identity = f"{module}-{uuid.uuid4().hex[:12]}"
     child_env = {
@@ -335,13 +340,50 @@ async def start_worker_process(
         IDENTITY_ENV: identity,
         **(env or {}),
     }
+    from sagakit.course.client import server_errors_explained
+
     child = ChildProcess.start(module, *args, env=child_env)
     try:
-        await wait_until_polling(client, task_queue, identity, timeout=timeout, process=child)
+        async with server_errors_explained(client):
+            await wait_until_polling(client, task_queue, identity, timeout=timeout, process=child)
     except BaseException:
         child.kill()
         raise
     return child
+
+
+_left_to_finish: set[asyncio.Task[Any]] = set()
+"""Work that :func:`run_explained` gave up on, finishing (shutting its workers down) on its own."""
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _left_to_finish.discard(task)
+    if not task.cancelled():
+        task.exception()  # seen: the caller was told why the work was given up on
+
+
+async def run_explained(client: Client, work: Awaitable[T]) -> T:
+    """Await ``work`` (which uses ``client``); if the server goes away, say so within seconds.
+
+    ``work`` runs in a task of its own under
+    :func:`~sagakit.course.client.server_errors_explained`. When the server stops
+    answering, :class:`~sagakit.course.errors.ServerUnreachable` is raised at once
+    (naming the address and the fix) and ``work`` is cancelled, finishing in the
+    background: a worker with an activity in flight can take several more seconds
+    to give up reporting it, and the learner need not wait for that. Cancelling
+    this call cancels ``work`` the same way.
+    """
+    from sagakit.course.client import server_errors_explained
+
+    task = asyncio.ensure_future(work)
+    try:
+        async with server_errors_explained(client):
+            return await asyncio.shield(task)
+    finally:
+        if not task.done():
+            task.cancel()
+            _left_to_finish.add(task)
+            task.add_done_callback(_forget)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ fresh world of its own, on a worker of its own, all at the same time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import tempfile
@@ -32,7 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, cast
 
 from temporalio.client import Client, WorkflowHistory
 
@@ -57,6 +58,7 @@ from sagakit.course.exercises.harness import (
 )
 from sagakit.course.lessons.welcome import Greeting, compose_greeting
 from sagakit.course.logs import quiet_expected_failures
+from sagakit.course.processes import run_explained
 from sagakit.course.replay import replay
 from sagakit.course.services.activities import (
     BreakfastActivities,
@@ -167,9 +169,33 @@ async def _client(client: Client | None) -> Client:
     return client if client is not None else await connect()
 
 
+_P = ParamSpec("_P")
+
+
+def _server_errors_explained(
+    checker: Callable[_P, Awaitable[CheckResult]],
+) -> Callable[_P, Awaitable[CheckResult]]:
+    """Run a check with a connected client, turning a server that goes away into a clear error.
+
+    Without this, a server that stops in the middle of a check leaves it waiting
+    for its workers and workflows (20 s or more) and ends in a bare
+    ``CancelledError``; with it, the check raises
+    :class:`~sagakit.course.errors.ServerUnreachable` within a few seconds.
+    """
+
+    @functools.wraps(checker)
+    async def checked(*args: _P.args, **kwargs: _P.kwargs) -> CheckResult:
+        client = await _client(cast(Client | None, kwargs.get("client")))
+        kwargs["client"] = client
+        return await run_explained(client, checker(*args, **kwargs))
+
+    return checked
+
+
 # -- 00 · first workflow ------------------------------------------------------------------------
 
 
+@_server_errors_explained
 async def check_first_workflow(
     path: str | os.PathLike[str] = "exercise_first_workflow.py", *, client: Client | None = None
 ) -> CheckResult:
@@ -246,6 +272,7 @@ def _machine_calls(source: str) -> list[CheckLine]:
     return found
 
 
+@_server_errors_explained
 async def check_determinism(
     path: str | os.PathLike[str] = "exercise_determinism.py", *, client: Client | None = None
 ) -> CheckResult:
@@ -334,6 +361,7 @@ def _coupon_lines(run: Run) -> list[CheckLine]:
 # -- 07 · retry policy ----------------------------------------------------------------------------
 
 
+@_server_errors_explained
 async def check_retry_policy(
     path: str | os.PathLike[str] = "exercise_retry_policy.py", *, client: Client | None = None
 ) -> CheckResult:
@@ -532,6 +560,7 @@ def _world_problems(db: Path) -> list[str]:
 _TRIP_UNDO_RANK = {"cancel_excursion": 0, "cancel_flight": 1, "cancel_hotel": 2}
 
 
+@_server_errors_explained
 async def check_compensation(
     path: str | os.PathLike[str] = "exercise_compensation.py", *, client: Client | None = None
 ) -> CheckResult:
@@ -602,6 +631,7 @@ async def check_compensation(
 # -- 09 · a saga with sagakit.Saga ----------------------------------------------------------------
 
 
+@_server_errors_explained
 async def check_breakfast_saga(
     path: str | os.PathLike[str] = "exercise_saga.py", *, client: Client | None = None
 ) -> CheckResult:
@@ -729,6 +759,7 @@ def order_scenarios() -> list[_Scenario]:
     ]
 
 
+@_server_errors_explained
 async def check_order_fulfilment(
     path: str | os.PathLike[str] = "exercise_order_fulfilment.py", *, client: Client | None = None
 ) -> CheckResult:
@@ -831,6 +862,9 @@ async def check(
 
     Raises:
         UnknownExercise: ``exercise`` is not an exercise name.
+        ServerUnreachable: the Temporal server does not answer, or stops answering
+            during the check; raised within a few seconds, naming its address and
+            how to start it again.
     """
     found = EXERCISES.get(exercise)
     if found is None:
