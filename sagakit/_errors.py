@@ -27,7 +27,8 @@ package reports::
     │  the course (sagakit.course)
     ├── ServiceError                     a simulated service refused (services/errors.py)
     │   ├── BusinessError                the request makes no business sense now:
-    │   │     InsufficientFunds, UnknownAccount, OutOfStock, NoBowlOut, SoldOut
+    │   │     InsufficientFunds, UnknownAccount, OutOfStock, NoBowlOut, SoldOut,
+    │   │     CancelledBeforeBooking (a late booking after its cancel: cancel wins)
     │   └── IdempotencyKeyReused         a service saw the key with other arguments
     ├── InvariantViolated                the world is inconsistent (services/invariants.py)
     ├── ReplicationError                 the replicated store refused (replication.py)
