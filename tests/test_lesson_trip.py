@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,25 @@ async def test_happy_path_books_all_three(client: Client, task_queue: str, tmp_p
         "flight",
         "excursion",
     }
+
+
+async def test_a_first_run_keys_by_trip_and_its_steps_have_a_heartbeat_timeout(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    await _run(client, task_queue, tmp_path / "world.db", FaultPlan(), TripSagaInput("t1"))
+    history = await client.get_workflow_handle(f"trip-{task_queue}").fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert [a.activity_type.name for a in scheduled] == list(TRIP_STEPS)
+    for attributes in scheduled:
+        assert json.loads(attributes.input.payloads[0].data)["idempotency_key"] == "t1"
+        assert attributes.heartbeat_timeout.ToTimedelta() == timedelta(seconds=2)
+    assert [
+        e.idempotency_key for e in World(tmp_path / "world.db").ledger.entries(entity="t1")
+    ] == ["t1"] * 3
 
 
 @pytest.mark.parametrize("parallel", [False, True])
