@@ -20,9 +20,19 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## lab: set up, start the Temporal dev server, open JupyterLab on the notebooks (loopback, token on)
+# Quiet on purpose: one URL to open, no news popup, no language-server chatter. The token is
+# made here and handed over in the environment (not on the command line), so JupyterLab has no
+# generated token to announce and this file prints the one URL itself.
+LAB_TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(24))' 2>/dev/null)
+LAB_QUIET := --log-level=WARN --LabApp.log_level=WARN --ServerApp.jpserver_extensions=jupyter_lsp=False \
+	--LabApp.news_url=None \
+	--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate
+
 lab: setup
-	$(BIN)/python -m sagakit server start
-	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --notebook-dir=notebooks $(LAB_ROOT)
+	@$(BIN)/python -m sagakit server start
+	@echo "JupyterLab: open http://127.0.0.1:$(LAB_PORT)/lab?token=$(LAB_TOKEN)"
+	@echo "(Ctrl-C stops JupyterLab; the Temporal server keeps running until make server-stop)"
+	@JUPYTER_TOKEN=$(LAB_TOKEN) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --notebook-dir=notebooks $(LAB_ROOT) $(LAB_QUIET)
 
 ## test: lint, type-check, then pytest (sagakit tests and every notebook under nbval)
 test: setup lint typecheck pytest

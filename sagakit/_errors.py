@@ -23,7 +23,7 @@ package reports::
     │   ├── TemporalBinaryNotFound       a `temporal` program is not installed (_binaries.py)
     │   ├── ServerStartError             a server exited or never became ready
     │   ├── PortInUseError               a port is held by something that is not Temporal (course)
-    │   └── ServerUnreachable            a configured address does not answer (course)
+    │   └── ServerUnreachable            a server does not answer, or went away (course)
     │  the course (sagakit.course)
     ├── ServiceError                     a simulated service refused (services/errors.py)
     │   ├── BusinessError                the request makes no business sense now:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import shlex
+import signal
 import subprocess
 import time
 import urllib.error
@@ -26,7 +29,10 @@ def _lab_command(port: int) -> list[str]:
         check=True,
     ).stdout
     line = next(line for line in dry_run.splitlines() if "jupyter lab" in line)
-    return shlex.split(line)
+    words = shlex.split(line.lstrip("@"))
+    while "=" in words[0] and not words[0].startswith("-"):  # the token travels in the env
+        words.pop(0)
+    return words
 
 
 def test_lab_listens_on_loopback_with_token_auth() -> None:
@@ -72,3 +78,52 @@ def test_jupyterlab_serves_lab_with_token(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_make_lab_prints_one_url_and_turns_the_news_off(tmp_path: Path) -> None:
+    """What a learner sees: a few lines, one URL with its token, no news popup in the page."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "lab", f"LAB_PORT={port}"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # make, the server check and JupyterLab stop together
+    )
+    try:
+        assert process.stdout is not None
+        printed: list[str] = []
+        while not any("token=" in line for line in printed):
+            line = process.stdout.readline()
+            assert line, f"make lab ended early: {printed}"
+            printed.append(line.rstrip())
+        [url] = re.findall(r"http://127\.0\.0\.1:\d+/lab\?token=\w+", "\n".join(printed))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = response.read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "JupyterLab did not answer within 60 s"
+                time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+    printed += rest.splitlines()
+    shown = [line for line in printed if "received signal" not in line and "Terminated" not in line]
+    assert len(shown) <= 4, shown
+    assert not [line for line in shown if "file://" in line or "non-installed" in line]
+    assert sum("token=" in line for line in shown) == 1
+    config = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', body, re.S
+    )
+    assert config is not None
+    page = json.loads(config.group(1))
+    assert page["news"] == {"disabled": True}
