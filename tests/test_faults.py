@@ -176,3 +176,13 @@ def test_plan_travels_through_temporal_serialisation() -> None:
     assert back == plan
     assert isinstance(back.rules[0].fault, Fault)
     assert back.decide("book_hotel", 2, key="t1") is Fault.HANG
+
+
+def test_a_late_attempt_is_a_zombie_whose_effect_may_land_after_its_timeout() -> None:
+    plan = FaultPlan.of({"book_hotel": ["late"]})
+    assert plan.decide("book_hotel", 1) is Fault.LATE
+    assert Fault.LATE.lands_late
+    assert not Fault.LATE.caller_sees_success
+    assert not Fault.LATE.has_effect  # not while the attempt still counts
+    assert [f for f in Fault if f.lands_late] == [Fault.LATE]
+    assert "book_hotel, attempt 1: LATE" in plan.describe()
