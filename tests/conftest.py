@@ -42,6 +42,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     os.environ["TEMPORAL_ADDRESS"] = f"127.0.0.1:{port}"
     os.environ["SAGAKIT_UI_URL"] = f"http://127.0.0.1:{port + 1000}"
     os.environ["SAGAKIT_DATA_DIR"] = str(data_dir)
+    os.environ["SAGAKIT_TEST_SERVER"] = "own"  # tests/test_isolation.py checks the promise
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
