@@ -37,37 +37,10 @@ from sagakit import (
     running_worker,
 )
 from sagakit._idempotency import IdempotencyAbandoned, IdempotencyPoisoned, fingerprint
+from tests.idempotency_helpers import WORKER_SCRIPT, Effects, FakeClock
 from tests.idempotency_workflows import Charge, ChargeRetriedThreeTimes, Receipt
 
-WORKER_SCRIPT = Path(__file__).with_name("idempotency_worker_proc.py")
-START = datetime(2030, 1, 1, tzinfo=UTC)
 LEASE = IdempotencyOptions().lock_timeout
-
-
-@dataclass
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-class Effects:
-    """The side effects a test observed (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls: list[Any] = []
-
-    def record(self, what: Any) -> int:
-        with self._lock:
-            self.calls.append(what)
-            return len(self.calls)
 
 
 class WorkerStopped(BaseException):
