@@ -50,7 +50,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from sagakit import SagakitError
+from sagakit import SagakitError, sandbox_runner
 from sagakit.course._polling import poll_until
 
 __all__ = [
@@ -401,6 +401,10 @@ class WorkerOptions:
     watch_parent: bool = True
     """Exit when the process that started this one is gone, so no worker is left behind."""
 
+    passthrough: tuple[str, ...] = ()
+    """More modules to pass through the workflow sandbox, besides the sagakit core
+    (see :func:`sagakit.sandbox_runner`)."""
+
 
 async def serve_worker(
     *,
@@ -450,6 +454,7 @@ async def serve_worker(
             activity_executor=executor if activities else None,
             identity=identity,
             max_cached_workflows=opts.max_cached_workflows,
+            workflow_runner=sandbox_runner(passthrough=opts.passthrough),
         )
         async with worker:
             print(f"{READY_PREFIX} task_queue={task_queue} identity={identity}", flush=True)
