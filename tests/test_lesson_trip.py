@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 from datetime import timedelta
@@ -12,7 +13,14 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from sagakit import ConfigurationError, Fault, FaultPlan, running_worker
-from sagakit.course.lessons.trip import TRIP_STEPS, TripSagaInput, TripSagaWorkflow
+from sagakit.course.lessons.trip import (
+    FAULT_TOUR,
+    TRIP_STEPS,
+    TripSagaInput,
+    TripSagaWorkflow,
+    check_safe_without_keys,
+    check_undo_order,
+)
 from sagakit.course.lessons.trip_worker import (
     StepNotRunning,
     fault_plan_from_json,
@@ -173,3 +181,140 @@ async def test_a_worker_killed_mid_step_is_replaced_and_the_trip_completes(
     assert flight.attempts == 2
     assert flight.previous_failure is not None
     assert "timeout" in flight.previous_failure.lower()
+
+
+# The exercise checks of lessons 09 and 09a.
+
+UNDOS_WHEN_FLIGHT_REFUSED = ["cancel_flight", "cancel_hotel"]
+
+
+class _Runs:
+    """A fake of the real run that the checks are given: counts its calls."""
+
+    def __init__(self, undos: list[str], inconsistent: set[Fault]) -> None:
+        self.undos = undos
+        self.inconsistent = inconsistent
+        self.calls = 0
+
+    async def undo_order(self) -> list[str]:
+        self.calls += 1
+        return self.undos
+
+    async def consistent(self, fault: Fault) -> bool:
+        self.calls += 1
+        return fault not in self.inconsistent
+
+
+def _fake() -> _Runs:
+    return _Runs(UNDOS_WHEN_FLIGHT_REFUSED, {Fault.FAIL_AFTER})
+
+
+async def test_undo_order_check_says_not_done_for_the_starter_and_runs_nothing() -> None:
+    runs = _fake()
+    lines = await check_undo_order(None, runs.undo_order)
+    assert len(lines) == 1
+    assert lines[0].startswith("○ Not done yet:")
+    assert "✓" not in lines[0]
+    assert "✗" not in lines[0]
+    assert runs.calls == 0
+
+
+async def test_undo_order_check_accepts_the_solution() -> None:
+    lines = await check_undo_order(["cancel_flight", "cancel_hotel"], _fake().undo_order)
+    assert len(lines) == 1
+    assert lines[0].startswith("✓ cancel_flight → cancel_hotel")
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (["cancel_hotel", "cancel_flight"], "wrong order"),
+        (
+            ["cancel_excursion", "cancel_flight", "cancel_hotel"],
+            "never registered cancel_excursion",
+        ),
+        (["cancel_hotel"], "registered *before* book_flight"),
+        (["undo_hotel"], "not an undo of the trip saga"),
+        ("cancel_hotel", "should be a list"),
+    ],
+)
+async def test_undo_order_check_says_what_is_wrong(answer: list[str] | str, hint: str) -> None:
+    lines = await check_undo_order(answer, _fake().undo_order)
+    assert all(line.startswith("✗") for line in lines), lines
+    assert hint in "\n".join(lines)
+
+
+async def test_the_real_saga_undoes_flight_then_hotel_when_the_flight_is_refused(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    async def undo_order() -> list[str]:
+        plan = FaultPlan.of({"book_flight": [Fault.FAIL_PERMANENT]})
+        with pytest.raises(WorkflowFailureError):
+            await _run(client, task_queue, tmp_path / "world.db", plan, TripSagaInput("t8"))
+        history = await client.get_workflow_handle(f"trip-{task_queue}").fetch_history()
+        return [s.activity for s in activity_spans(history) if s.is_compensation]
+
+    lines = await check_undo_order(UNDOS_WHEN_FLIGHT_REFUSED, undo_order)
+    assert lines[0].startswith("✓"), lines
+
+
+async def test_safe_without_keys_check_says_not_done_for_the_starter_and_runs_nothing() -> None:
+    runs = _fake()
+    lines = await check_safe_without_keys(None, runs.consistent)
+    assert len(lines) == 1
+    assert lines[0].startswith("○ Not done yet:")
+    assert "✓" not in lines[0]
+    assert "✗" not in lines[0]
+    assert runs.calls == 0
+
+
+async def test_safe_without_keys_check_accepts_the_solution() -> None:
+    runs = _fake()
+    solution = {Fault.FAIL_BEFORE, Fault.HANG, Fault.FAIL_PERMANENT}
+    lines = await check_safe_without_keys(solution, runs.consistent)
+    assert runs.calls == len(FAULT_TOUR) == 4
+    assert [line[0] for line in lines] == ["✓"] * 5
+    assert lines[-1].startswith("✓ All right")
+
+
+async def test_safe_without_keys_check_marks_each_wrong_answer() -> None:
+    lines = await check_safe_without_keys({Fault.FAIL_BEFORE, Fault.FAIL_AFTER}, _fake().consistent)
+    marks = {line.split()[1]: line[0] for line in lines[:-1]}
+    assert marks == {"FAIL_BEFORE": "✓", "FAIL_AFTER": "✗", "HANG": "✗", "FAIL_PERMANENT": "✗"}
+    assert "(you said safe)" in lines[1]
+    assert lines[-1].startswith("✗ 3 answer(s) to rethink")
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        ([Fault.FAIL_BEFORE], "should be a set of Fault members"),
+        ({"fail_before"}, "should be a set of Fault members"),
+        ({Fault.LATE}, "LATE: not one of the four faults"),
+    ],
+)
+async def test_safe_without_keys_check_refuses_other_shapes_without_running(
+    answer: object, hint: str
+) -> None:
+    runs = _fake()
+    lines = await check_safe_without_keys(answer, runs.consistent)  # type: ignore[arg-type]
+    assert len(lines) == 1
+    assert lines[0].startswith("✗")
+    assert hint in lines[0]
+    assert runs.calls == 0
+
+
+async def test_without_keys_exactly_the_fault_with_an_effect_breaks_the_world(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    async def consistent(fault: Fault) -> bool:
+        db = tmp_path / f"{fault.value}.db"
+        queue = f"{task_queue}-{fault.value}"
+        plan = FaultPlan.of({"book_flight": [fault]})
+        with contextlib.suppress(WorkflowFailureError):  # FAIL_PERMANENT compensates
+            await _run(client, queue, db, plan, TripSagaInput(fault.value, idempotency_keys=False))
+        return check_world(db).ok
+
+    solution = {f for f in FAULT_TOUR if not f.has_effect}
+    lines = await check_safe_without_keys(solution, consistent)
+    assert lines[-1].startswith("✓ All right"), lines
