@@ -22,7 +22,7 @@ keep no module-level state. And ``python -m sagakit doctor`` can run without
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
-    from sagakit._errors import ConfigurationError, SagakitError
+    from sagakit._errors import ConfigurationError, SagakitError, ServerUnreachable
     from sagakit._faults import Fault, FaultPlan, FaultRule, UnknownStepError, act_out_fault
     from sagakit._idempotency import (
         IdempotencyAbandoned,
@@ -74,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "SagaState": "sagakit._saga",
     "SagaUsageError": "sagakit._saga",
     "SagakitError": "sagakit._errors",
+    "ServerUnreachable": "sagakit._errors",
     "UnknownStepError": "sagakit._faults",
     "act_out_fault": "sagakit._faults",
     "key_from_activity": "sagakit._idempotency",
@@ -106,6 +107,7 @@ __all__ = [
     "SagaState",
     "SagaUsageError",
     "SagakitError",
+    "ServerUnreachable",
     "UnknownStepError",
     "act_out_fault",
     "key_from_activity",

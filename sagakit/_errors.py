@@ -23,7 +23,7 @@ package reports::
     │   ├── TemporalBinaryNotFound       a `temporal` program is not installed (_binaries.py)
     │   ├── ServerStartError             a server exited or never became ready
     │   ├── PortInUseError               a port is held by something that is not Temporal (course)
-    │   └── ServerUnreachable            a server does not answer, or went away (course)
+    │   └── ServerUnreachable            a server does not answer, or went away (_server_watch.py)
     │  the course (sagakit.course)
     ├── ServiceError                     a simulated service refused (services/errors.py)
     │   ├── BusinessError                the request makes no business sense now:
@@ -58,6 +58,7 @@ __all__ = [
     "SagakitError",
     "ServerError",
     "ServerStartError",
+    "ServerUnreachable",
     "TemporalBinaryNotFound",
 ]
 
@@ -80,3 +81,11 @@ class TemporalBinaryNotFound(ServerError):
 
 class ServerStartError(ServerError):
     """The dev server process exited early or did not become ready in time."""
+
+
+class ServerUnreachable(ServerError):
+    """A Temporal server does not answer: nothing listens, it stays silent, or it went away.
+
+    The message names the address, where it came from (``TEMPORAL_ADDRESS``, a
+    profile, the local dev server) and the fix.
+    """

@@ -10,6 +10,7 @@ workflow modules are still re-imported, so the sandbox still catches, say, a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from sagakit._errors import ServerUnreachable
+from sagakit._server_watch import ServerWatch
+
 __all__ = ["CORE_MODULES", "running_worker", "sandbox_runner"]
 
 CORE_MODULES: tuple[str, ...] = (
@@ -26,7 +30,9 @@ CORE_MODULES: tuple[str, ...] = (
     "sagakit._errors",
     "sagakit._faults",
     "sagakit._idempotency",
+    "sagakit._net",
     "sagakit._saga",
+    "sagakit._server_watch",
     "sagakit._sqlite",
     "sagakit._text",
     "sagakit._worker",
@@ -60,6 +66,10 @@ def sandbox_runner(
     )
 
 
+_stopping_without_server: set[asyncio.Task[None]] = set()
+"""Shutdowns of workers whose server went away (kept referenced until they finish)."""
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     client: Client,
@@ -69,6 +79,7 @@ async def running_worker(
     activities: Sequence[Callable[..., Any]] = (),
     max_concurrent_activities: int | None = None,
     passthrough: Sequence[str] = (),
+    watch_server: bool = True,
     **worker_options: Any,
 ) -> AsyncIterator[Worker]:
     """Poll ``task_queue`` with a worker while the block runs, then shut it down.
@@ -78,6 +89,12 @@ async def running_worker(
     workflow sandbox passes the sagakit core through (see :func:`sandbox_runner`).
     On exit the worker stops polling and waits for running tasks.
 
+    While the block runs, the server is asked every second whether it still
+    answers; if it stops answering, the block is cancelled and
+    :class:`~sagakit.ServerUnreachable` is raised within a few seconds, naming the
+    address and the fix (instead of SDK calls that wait out their retries and end
+    in a bare ``CancelledError``, and a shutdown that waits for the server).
+
     Args:
         client: a connected Temporal client.
         task_queue: the task queue to poll.
@@ -85,8 +102,12 @@ async def running_worker(
         activities: activity callables to run.
         max_concurrent_activities: the most activities run at once (16 by default).
         passthrough: more modules to pass through the sandbox (see :func:`sandbox_runner`).
+        watch_server: whether to watch the server as described above.
         **worker_options: any other ``temporalio.worker.Worker`` option
             (``workflow_failure_exception_types``, ``identity`` …).
+
+    Raises:
+        ServerUnreachable: the server stopped answering while the block ran.
     """
     threads = max_concurrent_activities or 16
     worker_options.setdefault("workflow_runner", sandbox_runner(passthrough=passthrough))
@@ -100,5 +121,23 @@ async def running_worker(
             max_concurrent_activities=max_concurrent_activities,
             **worker_options,
         )
-        async with worker:
-            yield worker
+        await worker.__aenter__()
+        try:
+            if watch_server:
+                async with ServerWatch(client, interval=1.0, probe_timeout=2.0):
+                    yield worker
+            else:
+                yield worker
+        except ServerUnreachable:
+            # A graceful shutdown would wait for pollers that retry until the server is
+            # back: give it a moment, then let it finish in the background.
+            stopping = asyncio.create_task(worker.__aexit__(None, None, None))
+            _stopping_without_server.add(stopping)
+            stopping.add_done_callback(_stopping_without_server.discard)
+            await asyncio.wait({stopping}, timeout=1.0)
+            raise
+        except BaseException as err:
+            await worker.__aexit__(type(err), err, err.__traceback__)
+            raise
+        else:
+            await worker.__aexit__(None, None, None)

@@ -25,6 +25,7 @@ from temporalio.client import Client
 import sagakit.course.client
 from sagakit import course
 from sagakit.course.devserver import DevServer, DevServerConfig
+from sagakit.course.errors import ServerStartError
 from tests.helpers import free_port
 
 _session_server: DevServer | None = None
@@ -35,9 +36,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if sagakit.course.client.configured_profile() is not None:
         return
     data_dir = Path(tempfile.mkdtemp(prefix="sagakit-test-server-"))
-    port = free_port()
-    server = DevServer(DevServerConfig(port=port, ui_port=port + 1000, data_dir=data_dir))
-    asyncio.run(server.start())
+    # A port found free can be taken before the server binds it (other test processes
+    # start servers too): then the server exits at once, and a fresh port is tried.
+    for attempt in range(3):
+        port = free_port()
+        server = DevServer(DevServerConfig(port=port, ui_port=port + 1000, data_dir=data_dir))
+        try:
+            asyncio.run(server.start())
+            break
+        except ServerStartError:
+            if attempt == 2:
+                raise
     _session_server = server
     os.environ["TEMPORAL_ADDRESS"] = f"127.0.0.1:{port}"
     os.environ["SAGAKIT_UI_URL"] = f"http://127.0.0.1:{port + 1000}"

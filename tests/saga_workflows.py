@@ -265,3 +265,12 @@ class FixedTripWorkflow:
 
 WORKFLOWS = [TripWorkflow, NestedTripWorkflow, EvictedTripWorkflow, NaiveShieldWorkflow]
 """Every workflow the saga tests run (except the two versions of ``FixableTrip``)."""
+
+
+@workflow.defn
+class WaitsForCancel:
+    """Waits until it is cancelled (for the tests in which the server goes away)."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)

@@ -1,4 +1,4 @@
-"""The course's entry points when the server stops mid-run: a clear error within 5 seconds.
+"""The course's entry points (and the core's ``running_worker``) when the server stops mid-run: a clear error within 5 seconds.
 
 Each test starts a dev server of its OWN (free port, temporary data folder), starts
 some work on it, stops that server a moment later, and measures how long the
@@ -18,7 +18,7 @@ from typing import TypeVar
 import pytest
 from temporalio.client import Client
 
-from sagakit import Fault
+from sagakit import Fault, running_worker
 from sagakit._runtime import quiet_runtime
 from sagakit.course.devserver import DevServer, DevServerConfig
 from sagakit.course.errors import ServerUnreachable
@@ -26,6 +26,7 @@ from sagakit.course.exercises import check
 from sagakit.course.playground import TripChoice, TripPlayground, run_trip
 from sagakit.course.processes import start_worker_process
 from tests.helpers import free_port
+from tests.saga_workflows import WaitsForCancel
 
 T = TypeVar("T")
 
@@ -196,3 +197,36 @@ async def test_start_worker_process_explains_a_server_that_stops_within_5_second
         ),
     )
     assert took < 5, f"start_worker_process took {took:.1f} s after the stop to say so"
+
+
+async def test_running_worker_explains_a_server_that_stops_within_5_seconds(
+    own_server: OwnServer,
+) -> None:
+    # What every lesson cell does: a worker for the block, and a result awaited in it.
+    task_queue = f"gone-{uuid.uuid4()}"
+
+    async def lesson_cell() -> None:
+        async with running_worker(
+            own_server.client, task_queue=task_queue, workflows=[WaitsForCancel]
+        ):
+            await own_server.client.execute_workflow(
+                WaitsForCancel.run, id=f"gone-{uuid.uuid4()}", task_queue=task_queue
+            )
+
+    took = await _stopped_mid_run(own_server, lesson_cell())
+    assert took < 5, f"running_worker took {took:.1f} s after the stop to say so"
+
+
+async def test_running_worker_stops_a_block_that_makes_no_call_and_exits(
+    own_server: OwnServer,
+) -> None:
+    # Nothing in the block talks to the server: only the watch can notice, and leaving
+    # the block must not wait for pollers that retry until the server is back.
+    async def idle_block() -> None:
+        async with running_worker(
+            own_server.client, task_queue=f"idle-{uuid.uuid4()}", workflows=[WaitsForCancel]
+        ):
+            await asyncio.sleep(50)
+
+    took = await _stopped_mid_run(own_server, idle_block())
+    assert took < 5, f"running_worker took {took:.1f} s after the stop to leave the block"

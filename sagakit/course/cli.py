@@ -29,7 +29,7 @@ DEFAULT_PORT = 7233
 
 def _address_from_environment() -> tuple[str, int] | None:
     """Host and port of ``TEMPORAL_ADDRESS`` when it names this machine, else ``None``."""
-    from sagakit.course._net import is_loopback, parse_address
+    from sagakit._net import is_loopback, parse_address
 
     text = os.environ.get("TEMPORAL_ADDRESS", "").strip()
     if not text:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from sagakit._binaries import find_temporal_binary, find_test_server_binary
 from sagakit._errors import ConfigurationError
-from sagakit.course._net import (
+from sagakit._net import (
     format_address,
     format_host,
     is_loopback,
@@ -191,7 +191,7 @@ async def _listening(host: str, port: int, timeout: float = 0.5) -> bool:
 
 async def _temporal_answers(host: str, port: int, timeout: float) -> bool:
     # Only an HTTP/2 speaker is handed to the native client, which otherwise goes on
-    # connecting in the background for 30 s after we stop waiting (see sagakit.course._net).
+    # connecting in the background for 30 s after we stop waiting (see sagakit._net).
     if await probe_http2(host, port, timeout=timeout) != "http2":
         return False
     from temporalio.client import Client

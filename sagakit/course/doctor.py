@@ -125,7 +125,7 @@ async def _server(config: DevServerConfig) -> list[DoctorCheck]:
             DoctorCheck("server", "warn", "not checked: temporalio is not installed", _setup_fix())
         ]
     try:
-        from sagakit.course._net import port_holder
+        from sagakit._net import port_holder
         from sagakit.course.client import configured_profile
         from sagakit.course.devserver import probe_port
     except ImportError as err:

@@ -6,7 +6,12 @@ here derives from :class:`sagakit.SagakitError`.
 
 from __future__ import annotations
 
-from sagakit._errors import ServerError, ServerStartError, TemporalBinaryNotFound
+from sagakit._errors import (
+    ServerError,
+    ServerStartError,
+    ServerUnreachable,
+    TemporalBinaryNotFound,
+)
 
 __all__ = [
     "PortInUseError",
@@ -19,11 +24,3 @@ __all__ = [
 
 class PortInUseError(ServerError):
     """A port sagakit needs is held by a program that is not a Temporal server."""
-
-
-class ServerUnreachable(ServerError):
-    """A Temporal server does not answer: nothing listens, it stays silent, or it went away.
-
-    The message names the address, where it came from (``TEMPORAL_ADDRESS``, a
-    profile, the local dev server) and the fix.
-    """
