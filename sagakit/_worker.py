@@ -102,7 +102,9 @@ async def running_worker(
         activities: activity callables to run.
         max_concurrent_activities: the most activities run at once (16 by default).
         passthrough: more modules to pass through the sandbox (see :func:`sandbox_runner`).
-        watch_server: whether to watch the server as described above.
+        watch_server: whether to watch the server as described above. Pass ``False``
+            for a block that should ride out a server restart: the worker reconnects
+            by itself when the server is back.
         **worker_options: any other ``temporalio.worker.Worker`` option
             (``workflow_failure_exception_types``, ``identity`` …).
 

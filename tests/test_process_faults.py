@@ -164,7 +164,11 @@ async def test_a_saga_survives_a_restart_of_the_temporal_server(
     )
     with quiet_expected_failures(level=100):  # the worker complains while the server is away
         async with running_worker(
-            client, task_queue="restart", workflows=[TripSagaWorkflow], activities=activities.all()
+            client,
+            task_queue="restart",
+            workflows=[TripSagaWorkflow],
+            activities=activities.all(),
+            watch_server=False,  # this worker rides out the restart: it reconnects by itself
         ):
             handle = await client.start_workflow(
                 TripSagaWorkflow.run, TripSagaInput(trip), id=trip, task_queue="restart"
