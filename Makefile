@@ -8,7 +8,7 @@ LAB_PORT ?= 8888
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lab test lint typecheck pytest notebooks navigation site chaos bench server-start server-stop doctor clean
+.PHONY: setup lab test lint typecheck pytest notebooks editions navigation site chaos bench server-start server-stop doctor clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,9 +47,16 @@ typecheck: setup
 pytest: setup
 	$(BIN)/python -m pytest
 
-## notebooks: re-execute every notebook in place, the way nbval runs them
+## notebooks: regenerate the learner editions, then re-execute every notebook in place (both
+## editions of each lesson), the way nbval runs them
 notebooks: setup
+	$(BIN)/python tools/editions.py --no-execute
 	$(BIN)/python tools/execute_notebooks.py
+
+## editions: write each lesson's learner edition (notebooks/NN-*.ipynb) from its solved edition
+## (notebooks/solutions/NN-*.ipynb) and execute both; `tools/editions.py --check` lists drift
+editions: setup
+	$(BIN)/python tools/editions.py
 
 ## navigation: regenerate the course index and previous/next links
 navigation: setup

@@ -291,3 +291,24 @@ async def test_tea_check_spots_undos_in_the_wrong_order() -> None:
     check = await check_tea_saga(wrong_order)
     assert not check.ok
     assert "teabag went in the bin" in str(check)
+
+
+async def test_tea_check_says_not_done_for_the_starter() -> None:
+    async def starter(kitchen: TeaKitchen) -> None:
+        return None  # the learner edition's starter
+
+    check = await check_tea_saga(starter)
+    assert check.not_done
+    assert not check.ok
+    assert str(check).startswith("○ Not done yet:")
+    assert "✗" not in str(check)
+    assert "✓" not in str(check)
+
+
+async def test_tea_check_that_does_one_step_is_not_called_not_done() -> None:
+    async def cup_only(kitchen: TeaKitchen) -> None:
+        await kitchen.get_cup()
+
+    check = await check_tea_saga(cup_only)
+    assert not check.not_done
+    assert str(check).startswith("✗")

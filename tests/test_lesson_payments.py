@@ -140,3 +140,15 @@ def test_cart_key_check() -> None:
     changing = check_cart_key(lambda customer, cart: f"{customer}/{cart}/{next(counter)}")
     assert "charged 2 times" in str(changing)
     assert "return a non-empty str" in str(check_cart_key(lambda customer, cart: ""))
+
+
+def test_cart_key_check_says_not_done_for_the_starter() -> None:
+    def starter(customer: str, cart_id: str) -> str:
+        return None  # type: ignore[return-value]  # the learner edition's starter
+
+    check = check_cart_key(starter)
+    assert check.not_done
+    assert not check.ok
+    assert str(check).startswith("○ Not done yet:")
+    assert "✗" not in str(check)
+    assert "✓" not in str(check)

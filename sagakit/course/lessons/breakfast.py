@@ -328,8 +328,11 @@ class TeaKitchen:
         """Whether hot water is in the cup."""
         self.thrown_away: list[str] = []
         """What went in the bin because the cup was put away with it inside."""
+        self.tried: list[str] = []
+        """Every step asked for, in order (failed ones too)."""
 
     def _act(self, step: str, effect: Callable[[], None]) -> None:
+        self.tried.append(step)
         failing = step == self.fault_at
         if failing and self.fault is Fault.FAIL_BEFORE:
             raise TeaStepFailed(f"{step} failed before doing anything")
@@ -403,13 +406,20 @@ class TeaCheck:
     """Each problem in plain words; empty when the saga is right."""
     scenarios: int
     """How many scenarios were tried."""
+    not_done: bool = False
+    """True when ``make_tea`` did nothing at all: the exercise is not done yet."""
 
     @property
     def ok(self) -> bool:
-        """True when no scenario found a problem."""
-        return not self.problems
+        """True when the saga was written and no scenario found a problem."""
+        return not self.problems and not self.not_done
 
     def __str__(self) -> str:
+        if self.not_done:
+            return (
+                "○ Not done yet: write make_tea (a Saga that gets a cup, adds a teabag and pours "
+                "water, with an undo for each step that has one), then run this check again."
+            )
         if self.ok:
             return f"✓ your tea saga is right in all {self.scenarios} scenarios"
         lines = [f"✗ {len(self.problems)} problem(s) in {self.scenarios} scenarios:"]
@@ -428,7 +438,8 @@ async def check_tea_saga(make_tea: Callable[[TeaKitchen], Awaitable[None]]) -> T
         make_tea: ``async def make_tea(kitchen: TeaKitchen) -> None``.
 
     Returns:
-        The problems found, in plain words.
+        The problems found, in plain words; ``not_done`` when ``make_tea`` asked the kitchen
+        for nothing with no fault (the starter).
     """
     problems: list[str] = []
     scenarios: list[tuple[str | None, Fault]] = [(None, Fault.OK)]
@@ -451,6 +462,8 @@ async def check_tea_saga(make_tea: Callable[[TeaKitchen], Awaitable[None]]) -> T
                 problems.append(f"{where}: a step failed although none should")
                 continue
         else:
+            if step is None and not kitchen.tried:
+                return TeaCheck((), len(scenarios), not_done=True)
             if step is not None:
                 problems.append(
                     f"{where}: make_tea returned normally; let the error out of the saga "

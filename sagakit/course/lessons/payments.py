@@ -388,13 +388,20 @@ class CartKeyCheck:
     """Each problem in plain words; empty when the key function is right."""
     charges: Mapping[str, int] = field(default_factory=dict)
     """How many charges each situation made."""
+    not_done: bool = False
+    """True when ``cart_key`` returned ``None``: the exercise is not done yet."""
 
     @property
     def ok(self) -> bool:
-        """True when no situation found a problem."""
-        return not self.problems
+        """True when the key function was written and no situation found a problem."""
+        return not self.problems and not self.not_done
 
     def __str__(self) -> str:
+        if self.not_done:
+            return (
+                "○ Not done yet: make cart_key return a key (a str) built from its arguments, "
+                "then run this check again."
+            )
         if self.ok:
             return "✓ your key charges each cart once, and every cart of every customer"
         return "\n".join(
@@ -410,8 +417,11 @@ def check_cart_key(cart_key: Callable[[str, str], str]) -> CartKeyCheck:
     and then cart 2 (two), Alice and Bob each pay their own cart 1 (two).
 
     Returns:
-        The problems found, in plain words.
+        The problems found, in plain words; ``not_done`` when ``cart_key`` returns ``None``
+        (the starter).
     """
+    if cart_key("alice", "cart-1") is None:
+        return CartKeyCheck((), not_done=True)
     situations = {
         "double click": [("alice", "cart-1"), ("alice", "cart-1")],
         "two carts": [("alice", "cart-1"), ("alice", "cart-2")],
