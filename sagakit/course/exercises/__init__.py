@@ -1,15 +1,20 @@
 """Self-checking exercises: load a learner's workflow module, run it for real, say what is wrong.
 
-In an exercise notebook the learner writes a workflow into a real module with
-``%%writefile exercise_<name>.py`` (so the workflow sandbox stays on), then runs::
+An exercise notebook runs ``%load_ext sagakit.course.exercises`` once; then the
+learner writes a workflow in a cell that starts with ``%%exercise_module saga``,
+which saves it as a real module, ``scratch/exercise_saga.py`` (untracked, and with
+the same line numbers as the cell), so the workflow sandbox stays on. Then::
 
     from sagakit.course.exercises import check
-    await check("saga", "exercise_saga.py")
+    print(await check("saga"))
 
 The check imports the file afresh, runs it on the Temporal server with real
 workers (under injected faults where the exercise is about failure), and
-returns a :class:`CheckResult` of ✓ and ✗ lines in plain words.
+returns a :class:`CheckResult` of ✓ and ✗ lines in plain words (and a
+``○ Not done yet:`` line while the cell still says TODO).
 """
+
+from typing import Any as _Any
 
 from sagakit.course.exercises.checks import (
     EXERCISES,
@@ -25,14 +30,20 @@ from sagakit.course.exercises.checks import (
     order_scenarios,
 )
 from sagakit.course.exercises.harness import (
+    NOT_DONE,
+    SCRATCH_FOLDER,
     CheckLine,
     CheckResult,
     ExerciseLoadError,
     load_exercise,
+    scratch_path,
 )
+from sagakit.course.exercises.magic import write_exercise_module
 
 __all__ = [
     "EXERCISES",
+    "NOT_DONE",
+    "SCRATCH_FOLDER",
     "CheckLine",
     "CheckResult",
     "Exercise",
@@ -46,5 +57,15 @@ __all__ = [
     "check_order_fulfilment",
     "check_retry_policy",
     "load_exercise",
+    "load_ipython_extension",
     "order_scenarios",
+    "scratch_path",
+    "write_exercise_module",
 ]
+
+
+def load_ipython_extension(ipython: _Any) -> None:
+    """Register the ``%%exercise_module`` cell magic (``%load_ext sagakit.course.exercises``)."""
+    from sagakit.course.exercises.magic import load_ipython_extension as load
+
+    load(ipython)

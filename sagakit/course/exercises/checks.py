@@ -1,11 +1,12 @@
 """One check per exercise: run the learner's workflow for real and say, in plain words, what is wrong.
 
-Every check takes the path of the learner's module (written by a ``%%writefile``
-cell) and returns a :class:`~sagakit.course.exercises.harness.CheckResult`; it never
-raises for a mistake in the exercise. In a notebook::
+Every check takes the path of the learner's module (by default
+``scratch/<file>``, where an ``%%exercise_module`` cell saves it) and returns a
+:class:`~sagakit.course.exercises.harness.CheckResult`; it never raises for a
+mistake in the exercise. In a notebook::
 
     from sagakit.course.exercises import check
-    await check("first-workflow", "exercise_first_workflow.py")
+    print(await check("first-workflow"))
 
 ==================  ===========================  ======================================
 exercise            file                         the workflow class it looks for
@@ -30,10 +31,10 @@ import os
 import re
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ParamSpec, cast
+from typing import Any, Protocol
 
 from temporalio.client import Client, WorkflowHistory
 
@@ -55,6 +56,7 @@ from sagakit.course.exercises.harness import (
     find_workflow,
     load_exercise,
     run_workflow,
+    scratch_path,
 )
 from sagakit.course.lessons.welcome import Greeting, compose_greeting
 from sagakit.course.logs import quiet_expected_failures
@@ -134,7 +136,7 @@ def _unfinished(run: Run, file_name: str, deadline_s: int = 20) -> str | None:
         )
     if run.status == "stuck":
         message = run.message.split(" If this is code")[0].strip()
-        where = f" on line {run.line} of {file_name}" if run.line else ""
+        where = f" on line {run.line} of your cell" if run.line else ""
         hint = next((h for word, h in _SANDBOX_HINTS if word in message), "")
         if "from inside a workflow" in message:
             return f"the workflow sandbox stopped your workflow{where}: {message}" + (
@@ -169,36 +171,60 @@ async def _client(client: Client | None) -> Client:
     return client if client is not None else await connect()
 
 
-_P = ParamSpec("_P")
+_Path = str | os.PathLike[str]
+_Inner = Callable[[_Path, Client], Awaitable[CheckResult]]
 
 
-def _server_errors_explained(
-    checker: Callable[_P, Awaitable[CheckResult]],
-) -> Callable[_P, Awaitable[CheckResult]]:
-    """Run a check with a connected client, turning a server that goes away into a clear error.
+class _Check(Protocol):
+    """The public form of a check: the path is optional, the client too."""
 
-    Without this, a server that stops in the middle of a check leaves it waiting
-    for its workers and workflows (20 s or more) and ends in a bare
+    def __call__(
+        self, path: _Path | None = None, *, client: Client | None = None
+    ) -> Awaitable[CheckResult]: ...
+
+
+def _todo_lines(path: _Path) -> tuple[int, ...]:
+    """The lines of the learner's file that still say TODO (file line N is cell line N)."""
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ()
+    return tuple(n for n, line in enumerate(source.splitlines(), start=1) if "TODO" in line)
+
+
+def _exercise_check(file: str) -> Callable[[_Inner], _Check]:
+    """Make ``checker`` a check of the module ``file`` (by default ``scratch/<file>``).
+
+    The check runs with a connected client, and a server that goes away becomes a
+    clear error: without this, a server that stops in the middle of a check leaves
+    it waiting for its workers and workflows (20 s or more) and ends in a bare
     ``CancelledError``; with it, the check raises
-    :class:`~sagakit.course.errors.ServerUnreachable` within a few seconds.
+    :class:`~sagakit.course.errors.ServerUnreachable` within a few seconds. While a
+    check fails, the result also lists the lines that still say ``TODO``.
     """
 
-    @functools.wraps(checker)
-    async def checked(*args: _P.args, **kwargs: _P.kwargs) -> CheckResult:
-        client = await _client(cast(Client | None, kwargs.get("client")))
-        kwargs["client"] = client
-        return await run_explained(client, checker(*args, **kwargs))
+    def decorate(checker: _Inner) -> _Check:
+        @functools.wraps(checker)
+        async def checked(
+            path: _Path | None = None, *, client: Client | None = None
+        ) -> CheckResult:
+            where = path if path is not None else scratch_path(file)
+            connected = await _client(client)
+            result = await run_explained(connected, checker(where, connected))
+            if result.passed:
+                return result
+            return replace(result, todo_lines=await asyncio.to_thread(_todo_lines, where))
 
-    return checked
+        return checked
+
+    return decorate
 
 
 # -- 00 · first workflow ------------------------------------------------------------------------
 
 
-@_server_errors_explained
-async def check_first_workflow(
-    path: str | os.PathLike[str] = "exercise_first_workflow.py", *, client: Client | None = None
-) -> CheckResult:
+@_exercise_check("exercise_first_workflow.py")
+async def check_first_workflow(path: _Path, client: Client) -> CheckResult:
     """Check exercise 00: ``HelloWorkflow`` returns what the activity ``compose_greeting`` made."""
     cls, lines = await _load("first-workflow", path, "HelloWorkflow")
     result = CheckResult("first-workflow", tuple(lines))
@@ -206,7 +232,7 @@ async def check_first_workflow(
         return result
     name = Path(path).name
     run = await run_workflow(
-        await _client(client),
+        client,
         cls,
         Greeting(name="Grace"),
         name="first-workflow",
@@ -272,10 +298,8 @@ def _machine_calls(source: str) -> list[CheckLine]:
     return found
 
 
-@_server_errors_explained
-async def check_determinism(
-    path: str | os.PathLike[str] = "exercise_determinism.py", *, client: Client | None = None
-) -> CheckResult:
+@_exercise_check("exercise_determinism.py")
+async def check_determinism(path: _Path, client: Client) -> CheckResult:
     """Check exercise 04: ``CouponWorkflow`` takes time, randomness and ids from Temporal."""
     cls, lines = await _load("determinism", path, "CouponWorkflow")
     if cls is None:
@@ -292,7 +316,7 @@ async def check_determinism(
         )
     lines.extend(_machine_calls(source))
     run = await run_workflow(
-        await _client(client),
+        client,
         cls,
         CouponRequest(customer="grace"),
         name="determinism",
@@ -361,16 +385,14 @@ def _coupon_lines(run: Run) -> list[CheckLine]:
 # -- 07 · retry policy ----------------------------------------------------------------------------
 
 
-@_server_errors_explained
-async def check_retry_policy(
-    path: str | os.PathLike[str] = "exercise_retry_policy.py", *, client: Client | None = None
-) -> CheckResult:
+@_exercise_check("exercise_retry_policy.py")
+async def check_retry_policy(path: _Path, client: Client) -> CheckResult:
     """Check exercise 07: ``PaymentWorkflow``'s retry policy fits a flaky card gateway."""
     cls, lines = await _load("retry-policy", path, "PaymentWorkflow")
     if cls is None:
         return CheckResult("retry-policy", tuple(lines))
     name = Path(path).name
-    temporal = await _client(client)
+    temporal = client
     with quiet_expected_failures():
         flaky, declined = await asyncio.gather(
             *(
@@ -560,10 +582,8 @@ def _world_problems(db: Path) -> list[str]:
 _TRIP_UNDO_RANK = {"cancel_excursion": 0, "cancel_flight": 1, "cancel_hotel": 2}
 
 
-@_server_errors_explained
-async def check_compensation(
-    path: str | os.PathLike[str] = "exercise_compensation.py", *, client: Client | None = None
-) -> CheckResult:
+@_exercise_check("exercise_compensation.py")
+async def check_compensation(path: _Path, client: Client) -> CheckResult:
     """Check exercise 08: ``TripWorkflow`` undoes what it booked, newest first, and fails."""
     cls, lines = await _load("compensation", path, "TripWorkflow")
     if cls is None:
@@ -601,10 +621,12 @@ async def check_compensation(
                     "the hotel and the flight were booked, so both must be cancelled "
                     f"(the workflow ran {', '.join(undos) or 'no undo'})"
                 )
-            elif undos != wanted:
+            elif _undone_oldest_first(run.history):
                 problems.append(
                     f"the undos ran in the order {', '.join(undos)}; undo the newest step "
-                    f"first ({', '.join(wanted)}): walk the list with reversed(...)"
+                    f"first ({', '.join(wanted)}): walk the list with reversed(...), or "
+                    "start every undo at once with asyncio.gather(...) if they do not "
+                    "depend on each other"
                 )
         world = _world_problems(db)
         if scenario.name == "trip-lost" and any("flight" in p for p in world):
@@ -620,7 +642,7 @@ async def check_compensation(
         cls,
         scenarios,
         file_name=name,
-        client=await _client(client),
+        client=client,
         activities_for=lambda db, s: TripActivities(db, s.faults).all(),
         consistency=consistency,
     )
@@ -628,37 +650,71 @@ async def check_compensation(
     return CheckResult("compensation", tuple(lines))
 
 
+def _undone_oldest_first(history: WorkflowHistory | None) -> bool:
+    """True if an older step's undo started in an EARLIER workflow task than a newer one's.
+
+    Undos started together (``asyncio.gather``, in one workflow task) have no order,
+    which is right when they do not depend on each other; lesson 09 runs a saga's
+    undos that way. Undos started one after another must go newest first.
+    """
+    if history is None:
+        return False
+    started: dict[str, int] = {}
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attrs = event.activity_task_scheduled_event_attributes
+            name = attrs.activity_type.name
+            if name in _TRIP_UNDO_RANK:
+                started.setdefault(name, attrs.workflow_task_completed_event_id)
+    return any(
+        started[older] < started[newer]
+        for older in started
+        for newer in started
+        if _TRIP_UNDO_RANK[older] > _TRIP_UNDO_RANK[newer]
+    )
+
+
 # -- 09 · a saga with sagakit.Saga ----------------------------------------------------------------
 
+_CEREAL_G = 45
+"""Grams of cereal every breakfast of the check asks for (not the default, 60)."""
+_MILK_ML = 150
+"""Millilitres of milk every breakfast of the check asks for (not the default, 200)."""
 
-@_server_errors_explained
-async def check_breakfast_saga(
-    path: str | os.PathLike[str] = "exercise_saga.py", *, client: Client | None = None
-) -> CheckResult:
+
+@_exercise_check("exercise_saga.py")
+async def check_breakfast_saga(path: _Path, client: Client) -> CheckResult:
     """Check exercise 09: ``BreakfastSagaWorkflow`` is all-or-nothing under faults."""
     cls, lines = await _load("saga", path, "BreakfastSagaWorkflow")
     if cls is None:
         return CheckResult("saga", tuple(lines))
     name = Path(path).name
+
+    def breakfast(breakfast_id: str) -> BreakfastRequest:
+        # Not the defaults: a workflow that builds a new request and drops them is caught.
+        return BreakfastRequest(breakfast_id, cereal_g=_CEREAL_G, milk_ml=_MILK_ML)
+
     scenarios = [
-        _Scenario("saga-ok", "no faults", BreakfastRequest("b-ok")),
+        _Scenario(
+            "saga-ok", f"no faults ({_CEREAL_G} g cereal, {_MILK_ML} ml milk)", breakfast("b-ok")
+        ),
         _Scenario(
             "saga-lost",
             "the cereal is poured but the first reply is lost",
-            BreakfastRequest("b-lost"),
+            breakfast("b-lost"),
             FaultPlan.of({"add_cereal": [Fault.FAIL_AFTER]}),
         ),
         _Scenario(
             "saga-milk",
             "the fridge has too little milk",
-            BreakfastRequest("b-milk"),
+            breakfast("b-milk"),
             should_complete=False,
             world_seed=WorldSeed(milk_ml=100),
         ),
         _Scenario(
             "saga-bowl",
             "the bowl comes out but every reply is lost",
-            BreakfastRequest("b-bowl"),
+            breakfast("b-bowl"),
             FaultPlan.always("get_bowl", Fault.FAIL_AFTER),
             should_complete=False,
         ),
@@ -681,6 +737,8 @@ async def check_breakfast_saga(
                 "get_bowl failed after taking the bowl out, and the bowl is still out: "
                 "saga.add(...) the undo BEFORE running its step"
             )
+        if scenario.name == "saga-ok" and run.status == "completed":
+            problems.extend(_amount_problems(db, scenario.arg))
         problems.extend(world)
         return problems
 
@@ -688,12 +746,28 @@ async def check_breakfast_saga(
         cls,
         scenarios,
         file_name=name,
-        client=await _client(client),
+        client=client,
         activities_for=activities_for,
         consistency=consistency,
     )
     lines.extend(_verdict(o, name, undone="nothing left out") for o in outcomes)
     return CheckResult("saga", tuple(lines))
+
+
+def _amount_problems(db: Path, request: BreakfastRequest) -> list[str]:
+    """Say so if the bowl does not hold what the request asked for (a field was dropped)."""
+    served = [b for b in World(db).breakfast.breakfasts() if b.breakfast_id == request.breakfast_id]
+    if not served:
+        return []
+    bowl = served[0]
+    if (bowl.cereal_g, bowl.milk_ml) == (request.cereal_g, request.milk_ml):
+        return []
+    return [
+        f"the bowl holds {bowl.cereal_g} g cereal and {bowl.milk_ml} ml milk, but the request "
+        f"asked for {request.cereal_g} g and {request.milk_ml} ml: a new BreakfastRequest "
+        "loses the fields you do not copy, so keep them all with "
+        "dataclasses.replace(breakfast, idempotency_key=...)"
+    ]
 
 
 # -- 13 · capstone: order fulfilment -------------------------------------------------------------
@@ -759,10 +833,8 @@ def order_scenarios() -> list[_Scenario]:
     ]
 
 
-@_server_errors_explained
-async def check_order_fulfilment(
-    path: str | os.PathLike[str] = "exercise_order_fulfilment.py", *, client: Client | None = None
-) -> CheckResult:
+@_exercise_check("exercise_order_fulfilment.py")
+async def check_order_fulfilment(path: _Path, client: Client) -> CheckResult:
     """Check the capstone: ``OrderFulfilmentWorkflow`` keeps the shop consistent under faults."""
     cls, lines = await _load("order-fulfilment", path, "OrderFulfilmentWorkflow")
     if cls is None:
@@ -801,7 +873,7 @@ async def check_order_fulfilment(
         cls,
         order_scenarios(),
         file_name=name,
-        client=await _client(client),
+        client=client,
         activities_for=activities_for,
         consistency=consistency,
     )
@@ -819,7 +891,7 @@ class Exercise:
     name: str
     """The exercise's name, as :func:`check` takes it."""
     file: str
-    """The module the learner writes with ``%%writefile``."""
+    """The module's file name; ``%%exercise_module`` saves it in ``scratch/``."""
     workflow: str
     """The workflow class the check looks for."""
     checker: Checker
@@ -854,11 +926,12 @@ async def check(
 
     Args:
         exercise: The exercise's name (a key of :data:`EXERCISES`), e.g. ``"saga"``.
-        path: The learner's module; by default the exercise's usual file name.
+        path: The learner's module; by default ``scratch/<the exercise's file>`` in the
+            working directory, where ``%%exercise_module <exercise>`` saves it.
         client: A connected client; by default :func:`sagakit.connect` is used.
 
     Returns:
-        The result; print it, or leave it as the cell's last expression.
+        The result; print it (✓, ✗ and ○ lines go to stdout).
 
     Raises:
         UnknownExercise: ``exercise`` is not an exercise name.
@@ -871,4 +944,4 @@ async def check(
         raise UnknownExercise(
             f"There is no exercise {exercise!r}; use one of {', '.join(EXERCISES)}."
         )
-    return await found.checker(path if path is not None else found.file, client=client)
+    return await found.checker(path, client=client)

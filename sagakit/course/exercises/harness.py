@@ -1,7 +1,9 @@
 """The machinery behind the exercise checks: load a learner's module, run it, report.
 
-A learner writes workflow code into a real file (``%%writefile exercise_x.py``)
-so that the workflow sandbox stays on. :func:`load_exercise` imports that file
+A learner writes workflow code into a real file (the ``%%exercise_module`` cell
+magic of :mod:`sagakit.course.exercises.magic` saves it in the untracked
+``scratch/`` folder next to the notebook) so that the workflow sandbox stays on.
+:func:`load_exercise` imports that file
 *fresh* every time, under a unique module name, and makes the name findable
 again (the sandbox re-imports a workflow's module by name). :func:`run_workflow`
 runs one workflow on a worker of its own, waits for it with a deadline, and
@@ -40,6 +42,8 @@ from sagakit.course._polling import PollTimeout, poll_until
 from sagakit.course.logs import quiet_expected_failures
 
 __all__ = [
+    "NOT_DONE",
+    "SCRATCH_FOLDER",
     "CheckLine",
     "CheckResult",
     "ExerciseLoadError",
@@ -49,7 +53,31 @@ __all__ = [
     "find_workflow",
     "load_exercise",
     "run_workflow",
+    "scratch_path",
 ]
+
+SCRATCH_FOLDER = "scratch"
+"""The folder, next to the exercise notebook, where the learner's modules are saved.
+
+It is in ``.gitignore``: a learner's code never shows up as a change to the course."""
+
+NOT_DONE = "○ Not done yet:"
+"""How the first line of a check starts while the learner's code still has ``TODO`` in it."""
+
+
+def scratch_path(file_name: str, folder: str | os.PathLike[str] | None = None) -> Path:
+    """Return where the learner's module ``file_name`` is saved.
+
+    Args:
+        file_name: The module's file name, e.g. ``"exercise_saga.py"``.
+        folder: The notebook's folder; by default the working directory (a notebook's
+            kernel runs in the notebook's folder).
+
+    Returns:
+        ``<folder>/scratch/<file_name>`` (the folder is not created here).
+    """
+    base = Path(folder) if folder is not None else Path.cwd()
+    return base / SCRATCH_FOLDER / file_name
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -70,12 +98,14 @@ class CheckLine:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What a check found, line by line; shown as text in the notebook."""
+    """What a check found, line by line; print it in the notebook (it goes to stdout)."""
 
     exercise: str
     """The exercise's name, e.g. ``"first-workflow"``."""
     lines: tuple[CheckLine, ...] = ()
     """The verdicts, in the order they were checked."""
+    todo_lines: tuple[int, ...] = ()
+    """The lines of the learner's cell that still say ``TODO`` (shown only while a check fails)."""
 
     @property
     def passed(self) -> bool:
@@ -87,15 +117,28 @@ class CheckResult:
         """The texts of the ✗ lines."""
         return [line.text for line in self.lines if not line.ok]
 
+    @property
+    def not_done(self) -> str | None:
+        """The ``○ Not done yet:`` line, while a check fails and the cell still says TODO."""
+        if self.passed or not self.todo_lines:
+            return None
+        numbers = [str(n) for n in self.todo_lines]
+        which = numbers[0] if len(numbers) == 1 else f"{', '.join(numbers[:-1])} and {numbers[-1]}"
+        return (
+            f"{NOT_DONE} line{'s' if len(numbers) > 1 else ''} {which} of your cell still "
+            f"say{'' if len(numbers) > 1 else 's'} TODO. The ✗ lines below say what to change."
+        )
+
     def __str__(self) -> str:
-        body = [str(line) for line in self.lines]
+        body = [self.not_done] if self.not_done else []
+        body.extend(str(line) for line in self.lines)
         if self.passed:
             body.append(f"All {len(self.lines)} checks pass: well done!")
         else:
             wrong = len(self.failures)
             body.append(
                 f"{wrong} of {len(self.lines)} checks fail: fix the first ✗, "
-                "run the %%writefile cell again, then this one."
+                "run the %%exercise_module cell again, then this one."
             )
         return "\n".join(body)
 
@@ -105,8 +148,14 @@ class CheckResult:
     def _repr_html_(self) -> str:
         import html
 
-        color = "#1a7f37" if self.passed else "#cf222e"
-        return f'<pre style="color:{color}">{html.escape(str(self))}</pre>'
+        def colored(text: str) -> str:
+            mark = {"✓": "#1a7f37", "✗": "#cf222e"}.get(text[:1])
+            escaped = html.escape(text)
+            if mark is None:
+                return escaped
+            return f'<span style="color:{mark}">{escaped[:1]}</span>{escaped[1:]}'
+
+        return "<pre>" + "\n".join(colored(t) for t in str(self).splitlines()) + "</pre>"
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -160,8 +209,8 @@ def load_exercise(path: str | os.PathLike[str]) -> ModuleType:
     name = file.name
     if not file.is_file():
         raise ExerciseLoadError(
-            f"There is no file {name} next to this notebook. Run the cell that starts with "
-            f"%%writefile {name} first."
+            f"Your code is not saved yet (there is no {SCRATCH_FOLDER}/{name}). Run the cell "
+            "that starts with %%exercise_module first, then this check."
         )
     module_name = f"_sagakit_exercise_{_safe(file.stem)}_{os.getpid()}_{next(_COUNTER)}"
     finder = _installed_finder()
@@ -176,16 +225,16 @@ def load_exercise(path: str | os.PathLike[str]) -> ModuleType:
     except SyntaxError as err:
         del sys.modules[module_name]
         raise ExerciseLoadError(
-            f"{name} has a syntax error on line {err.lineno}: {err.msg}. Fix it and run the "
-            "%%writefile cell again."
+            f"{name} has a syntax error on line {err.lineno} of your cell: {err.msg}. Fix it "
+            "and run the %%exercise_module cell again."
         ) from None
     except Exception as err:
         del sys.modules[module_name]
         line = _line_in(err.__traceback__, name)
-        where = f" on line {line}" if line else ""
+        where = f" on line {line} of your cell" if line else ""
         raise ExerciseLoadError(
             f"Importing {name} raised {type(err).__name__}{where}: {err}. Fix it and run the "
-            "%%writefile cell again."
+            "%%exercise_module cell again."
         ) from None
     return module
 
