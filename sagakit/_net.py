@@ -31,6 +31,7 @@ __all__ = [
     "port_bindable",
     "port_holder",
     "probe_http2",
+    "start_command",
 ]
 
 Answer = Literal["http2", "tls-error", "refused", "silent", "other", "unresolvable"]
@@ -157,6 +158,13 @@ async def probe_http2(
         writer.transport.abort()
     stream = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
     return "http2" if head[3] == _SETTINGS and stream == 0 else "other"
+
+
+def start_command(port: int) -> str:
+    """The command that starts the course's dev server on ``port``, as a learner types it."""
+    if port == 7233:
+        return "`make server-start` (or `python -m sagakit server start`)"
+    return f"`python -m sagakit server start --port {port}`"
 
 
 def port_bindable(host: str, port: int) -> bool:

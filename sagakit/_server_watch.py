@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from sagakit._errors import ConfigurationError, ServerUnreachable
-from sagakit._net import Answer, is_loopback, parse_address, probe_http2
+from sagakit._net import Answer, is_loopback, parse_address, probe_http2, start_command
 
 __all__ = [
     "ServerWatch",
@@ -32,12 +32,6 @@ __all__ = [
 ]
 
 
-def _start_command(host: str, port: int) -> str:
-    if port == 7233:
-        return "`make server-start` (or `python -m sagakit server start`)"
-    return f"`python -m sagakit server start --port {port}`"
-
-
 def unreachable_message(address: str, source: str, why: str) -> str:
     """What went wrong at ``address`` and what to do, for :class:`ServerUnreachable`."""
     try:
@@ -46,7 +40,7 @@ def unreachable_message(address: str, source: str, why: str) -> str:
         host, port = "", 0
     if source == "the local dev server" or (port and is_loopback(host)):
         start = (
-            f"If it is the course's dev server, start it again: {_start_command(host, port)}. "
+            f"If it is the course's dev server, start it again: {start_command(port)}. "
             if port
             else ""
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from sagakit._net import start_command
 from tests.helpers import ROOT, free_port
 
 SESSION_SETTINGS = ("TEMPORAL_ADDRESS", "TEMPORAL_PROFILE", "SAGAKIT_UI_URL", "SAGAKIT_DATA_DIR")
@@ -103,7 +104,7 @@ def test_doctor_on_a_machine_without_the_server(tmp_path: Path) -> None:
     result = run_cli("doctor", "--port", port, "--data-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout
     assert f"! server: no server at 127.0.0.1:{port}" in result.stdout
-    assert "fix: `python -m sagakit server start`" in result.stdout
+    assert f"fix: `python -m sagakit server start --port {port}` to start it now" in result.stdout
     assert "✓ temporal CLI: temporal version" in result.stdout
     assert not (tmp_path / f"temporal-{port}.db").exists(), "doctor must not start anything"
 
@@ -160,6 +161,7 @@ def spy(pid, sig):
         return real_kill(pid, 0) if pid > 0 else None
     print(f"SIGNALLED {pid} {sig}", file=sys.stderr, flush=True)
 os.kill = spy
+from sagakit._net import start_command
 from sagakit.course.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -466,3 +468,8 @@ def test_doctor_explains_a_bad_temporal_address(tmp_path: Path, address: str, de
     server = [line for line in result.stdout.splitlines() if line.startswith("✗ server")]
     assert server, result.stdout
     assert detail in result.stdout
+
+
+def test_the_start_command_a_learner_is_told_fits_the_port() -> None:
+    assert start_command(7233).startswith("`make server-start`")
+    assert start_command(7300) == "`python -m sagakit server start --port 7300`"

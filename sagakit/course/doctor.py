@@ -125,7 +125,7 @@ async def _server(config: DevServerConfig) -> list[DoctorCheck]:
             DoctorCheck("server", "warn", "not checked: temporalio is not installed", _setup_fix())
         ]
     try:
-        from sagakit._net import port_holder
+        from sagakit._net import port_holder, start_command
         from sagakit.course.client import configured_profile
         from sagakit.course.devserver import probe_port
     except ImportError as err:
@@ -151,7 +151,7 @@ async def _server(config: DevServerConfig) -> list[DoctorCheck]:
                 "server",
                 "warn",
                 f"no server at {config.address} (the notebooks start one when needed)",
-                "`python -m sagakit server start` to start it now",
+                f"{start_command(config.port)} to start it now",
             )
         )
     else:
