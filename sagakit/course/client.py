@@ -6,6 +6,11 @@ Temporal environment-configuration profile (``TEMPORAL_PROFILE``, the
 runs against a shared cluster or Temporal Cloud. Otherwise it reuses the local
 dev server, starting one if none is up.
 
+The namespace comes from :mod:`sagakit.course.learner`: the one the instructor
+named (``TEMPORAL_NAMESPACE`` or the profile's), else ``learner-<name>`` when
+``SAGAKIT_LEARNER`` is set (registered on first use if the server allows it),
+else ``default``. Worker processes started by the course inherit it.
+
 When the server is gone, every door says so quickly and plainly: :func:`connect`
 raises :class:`~sagakit.course.errors.ServerUnreachable` (naming the address and
 the fix) within its ``timeout``, and :func:`server_errors_explained` does the same
@@ -37,6 +42,12 @@ from sagakit._server_watch import (
 )
 from sagakit.course.devserver import DevServer, DevServerConfig, ui_url_of_local_server
 from sagakit.course.errors import ServerUnreachable
+from sagakit.course.learner import (
+    choose_namespace,
+    configured_namespace,
+    ensure_namespace,
+    learner,
+)
 
 __all__ = [
     "ServerWatch",
@@ -131,31 +142,40 @@ async def connect(
             names the address and the fix.
         ConfigurationError: the configured address or profile is malformed.
         ServerError: the local dev server could not be started (see its subclasses).
+        ConfigurationError: also when ``SAGAKIT_LEARNER`` is not a valid name, or the
+            learner's namespace is missing and the server refuses to create it.
     """
     global _last
     if timeout <= 0:
         raise ConfigurationError(f"timeout must be positive, got {timeout}.")
     profile = configured_profile()
+    choice = choose_namespace(configured_namespace(), learner())
     if profile is None:
         status = await DevServer(server).start()
         client = await _connect_checked(
-            {"target_host": status.address},
+            {"target_host": status.address, "namespace": choice.namespace},
             source="the local dev server",
             timeout=timeout,
             tls=False,
             server_name=None,
         )
-        _last = _Connection(status.address, client.namespace, status.ui_url)
-        return client
-
-    options: dict[str, Any] = dict(profile.to_client_connect_config())
-    address = str(options.get("target_host", ""))
-    source = "TEMPORAL_ADDRESS" if os.environ.get("TEMPORAL_ADDRESS") else "your Temporal profile"
-    tls, server_name = uses_tls(options.get("tls"))
-    client = await _connect_checked(
-        options, source=source, timeout=timeout, tls=tls, server_name=server_name
-    )
-    _last = _Connection(address, client.namespace, _local_ui_url(address))
+        address, ui_url = status.address, status.ui_url
+    else:
+        options: dict[str, Any] = dict(profile.to_client_connect_config())
+        options["namespace"] = choice.namespace
+        address = str(options.get("target_host", ""))
+        source = (
+            "TEMPORAL_ADDRESS" if os.environ.get("TEMPORAL_ADDRESS") else "your Temporal profile"
+        )
+        tls, server_name = uses_tls(options.get("tls"))
+        client = await _connect_checked(
+            options, source=source, timeout=timeout, tls=tls, server_name=server_name
+        )
+        ui_url = _local_ui_url(address)
+    if not choice.given and choice.learner is not None:
+        async with server_errors_explained(client):
+            await ensure_namespace(client)
+    _last = _Connection(address, client.namespace, ui_url)
     return client
 
 

@@ -44,6 +44,7 @@ from sagakit.course.client import explain_unreachable
 from sagakit.course.display import Table
 from sagakit.course.errors import ServerUnreachable
 from sagakit.course.history_views import plot_timeline
+from sagakit.course.learner import scoped
 from sagakit.course.lessons.trip import TRIP_STEPS, TripSagaInput, TripSagaWorkflow
 from sagakit.course.logs import quiet_expected_failures
 from sagakit.course.processes import run_explained
@@ -249,9 +250,10 @@ async def run_trip(
         choice: what goes wrong, and how the saga is set up.
         workdir: a folder for the world's SQLite file (``<trip_id>.db``, reset
             to a fresh world first).
-        workflow_id: the workflow's id.
+        workflow_id: the workflow's id (in a namespace shared by several learners,
+            prefixed with the learner's name by :func:`~sagakit.course.learner.scoped`).
         task_queue: the task queue of the worker; no other worker of this
-            client may poll it during the call.
+            client may poll it during the call (scoped like ``workflow_id``).
         trip_id: the trip's id; by default the workflow id.
 
     Returns:
@@ -263,7 +265,14 @@ async def run_trip(
     """
     return await run_explained(
         client,
-        _run_trip(client, choice, Path(workdir), workflow_id, task_queue, trip_id or workflow_id),
+        _run_trip(
+            client,
+            choice,
+            Path(workdir),
+            scoped(workflow_id, namespace=client.namespace),
+            scoped(task_queue, namespace=client.namespace),
+            trip_id or workflow_id,
+        ),
     )
 
 

@@ -317,7 +317,9 @@ async def start_worker_process(
     The child learns the server's address and namespace from ``client``
     (``TEMPORAL_ADDRESS`` and ``TEMPORAL_NAMESPACE``, read by
     :func:`sagakit.connect`) and its worker identity from
-    :data:`IDENTITY_ENV`; :func:`run_worker` uses both.
+    :data:`IDENTITY_ENV`; :func:`run_worker` uses both. It inherits
+    ``SAGAKIT_LEARNER`` too, so in a learner's namespace it polls that
+    namespace's ``task_queue``, never another learner's.
 
     Args:
         client: a client of the server the worker should poll.

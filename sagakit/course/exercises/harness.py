@@ -39,6 +39,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 from sagakit import ConfigurationError, running_worker
 from sagakit.course._polling import PollTimeout, poll_until
+from sagakit.course.learner import scoped
 from sagakit.course.logs import quiet_expected_failures
 
 __all__ = [
@@ -335,8 +336,8 @@ async def run_workflow(
         The :class:`Run`.
     """
     token = uuid.uuid4().hex[:8]
-    task_queue = f"exercise-{name}-{token}"
-    workflow_id = f"exercise-{name}-{token}"
+    task_queue = scoped(f"exercise-{name}-{token}", namespace=client.namespace)
+    workflow_id = scoped(f"exercise-{name}-{token}", namespace=client.namespace)
     defn = workflow._Definition.must_from_class(workflow_cls)
     with quiet_expected_failures():
         try:

@@ -1,0 +1,252 @@
+"""Who is learning, and where their workflows live on a Temporal service shared by a class.
+
+On a laptop nobody needs this: the course uses the dev server's ``default``
+namespace and fixed names (``lesson-09-happy``, task queue ``lesson-09``). In a
+class that shares one Temporal service, those fixed names would collide: one
+learner's re-run would terminate another's workflow, and their workers would
+poll each other's task queues. So each learner says who they are with
+``SAGAKIT_LEARNER`` and gets a namespace of their own. A namespace partitions
+workflow IDs, task queues and the Web UI, so the fixed names of the notebooks
+are safe again: two learners can both run ``lesson-09-happy``.
+
+The namespace :func:`sagakit.course.connect` uses is, in this order:
+
+1. the one the instructor named (``TEMPORAL_NAMESPACE`` or the profile's
+   ``namespace``), used as it is;
+2. ``learner-<name>`` when ``SAGAKIT_LEARNER`` is set (registered on first use
+   when the server allows it, as a dev server does);
+3. ``default`` otherwise: nothing changes for a learner alone on a laptop.
+
+When the instructor's namespace is shared by several learners (one per table,
+say) and ``SAGAKIT_LEARNER`` is set, the names the course's own tooling builds
+(trip runs, the playground, exercise checks) also carry the learner, through
+:func:`scoped`. Names written out in a notebook cell do not; they are safe only
+in a namespace of one's own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    ListWorkflowExecutionsRequest,
+    RegisterNamespaceRequest,
+)
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from sagakit._errors import ConfigurationError
+from sagakit.course._polling import poll_until
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "LEARNER_ENV",
+    "LEARNER_PATTERN",
+    "NamespaceChoice",
+    "choose_namespace",
+    "configured_namespace",
+    "ensure_namespace",
+    "learner",
+    "learner_namespace",
+    "scoped",
+    "validate_learner",
+]
+
+LEARNER_ENV = "SAGAKIT_LEARNER"
+"""Environment variable that names the learner (``ada``, ``table-3-bo``)."""
+
+DEFAULT_NAMESPACE = "default"
+"""The namespace used when neither the instructor nor the learner names one."""
+
+LEARNER_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
+"""What a learner name may be: 1 to 32 lowercase letters, digits and ``-``."""
+
+RETENTION = timedelta(days=1)
+"""How long a namespace registered for a learner keeps closed workflows (as ``default`` does)."""
+
+
+def validate_learner(name: str) -> str:
+    """Return ``name`` if it is a valid learner name, else raise a clear error.
+
+    A learner name becomes part of a namespace (``learner-<name>``) and of
+    workflow IDs, so it is kept short and plain.
+
+    Raises:
+        ConfigurationError: ``name`` is empty, too long, or has other characters
+            than lowercase letters, digits and ``-``.
+    """
+    if LEARNER_PATTERN.fullmatch(name):
+        return name
+    raise ConfigurationError(
+        f"{LEARNER_ENV}={name!r} is not a valid learner name: use 1 to 32 lowercase "
+        "letters, digits and '-' (for example ada or table-3-bo). Set it before "
+        "starting Jupyter, e.g. `export SAGAKIT_LEARNER=ada`, or unset it to work "
+        "in the default namespace."
+    )
+
+
+def learner() -> str | None:
+    """The learner named by ``SAGAKIT_LEARNER``, or ``None`` when it is unset or empty.
+
+    Raises:
+        ConfigurationError: the name is not valid (see :func:`validate_learner`).
+    """
+    name = os.environ.get(LEARNER_ENV, "").strip()
+    return validate_learner(name) if name else None
+
+
+def learner_namespace(name: str) -> str:
+    """The namespace of learner ``name`` when the instructor names none: ``learner-<name>``."""
+    return f"learner-{validate_learner(name)}"
+
+
+def configured_namespace() -> str | None:
+    """The namespace the instructor named: ``TEMPORAL_NAMESPACE``, else the profile's, else None.
+
+    Raises:
+        ConfigurationError: the Temporal configuration cannot be read.
+    """
+    from sagakit.course.client import configured_profile  # the client module imports this one
+
+    named = os.environ.get("TEMPORAL_NAMESPACE", "").strip()
+    if named:
+        return named
+    profile = configured_profile()
+    return profile.namespace if profile is not None and profile.namespace else None
+
+
+@dataclass(frozen=True)
+class NamespaceChoice:
+    """The namespace a connection uses, and why."""
+
+    namespace: str
+    """The namespace to connect to."""
+
+    learner: str | None
+    """The learner from ``SAGAKIT_LEARNER``, or ``None``."""
+
+    given: bool
+    """Whether the instructor named it (``TEMPORAL_NAMESPACE`` or a profile)."""
+
+    @property
+    def own(self) -> bool:
+        """Whether the namespace belongs to the learner alone (``learner-<name>``)."""
+        return self.learner is not None and self.namespace == learner_namespace(self.learner)
+
+    @property
+    def shared(self) -> bool:
+        """Whether a named learner works in a namespace that others may use too."""
+        return self.learner is not None and not self.own
+
+
+def choose_namespace(configured: str | None, name: str | None) -> NamespaceChoice:
+    """Decide the namespace from the instructor's choice and the learner's name.
+
+    Args:
+        configured: the namespace the instructor named, or ``None``.
+        name: the learner, or ``None``.
+    """
+    if configured:
+        return NamespaceChoice(configured, name, given=True)
+    if name is not None:
+        return NamespaceChoice(learner_namespace(name), name, given=False)
+    return NamespaceChoice(DEFAULT_NAMESPACE, None, given=False)
+
+
+def scoped(name: str, *, namespace: str | None = None) -> str:
+    """A workflow ID or task queue name that no other learner in the namespace uses.
+
+    In the ``default`` namespace without a learner, and in a learner's own
+    namespace, names are already private: ``name`` comes back unchanged. In a
+    namespace shared by several learners, it is prefixed with the learner's
+    name: ``scoped("lesson-09-happy")`` is ``"ada.lesson-09-happy"``. (A learner
+    name has no ``.``, so the prefix can never be mistaken for another's.)
+
+    Args:
+        name: the name the lesson uses.
+        namespace: the namespace the name is used in, for example
+            ``client.namespace``; by default the one :func:`choose_namespace`
+            picks from the environment.
+
+    Raises:
+        ConfigurationError: ``SAGAKIT_LEARNER`` is not valid.
+    """
+    who = learner()
+    if who is None:
+        return name
+    space = namespace or choose_namespace(configured_namespace(), who).namespace
+    return name if space == learner_namespace(who) else f"{who}.{name}"
+
+
+async def ensure_namespace(client: Client, *, timeout: float = 15.0) -> bool:
+    """Register ``client``'s namespace if the server does not have it; wait until it is usable.
+
+    A dev server lets anyone register a namespace, so a learner's namespace
+    appears on first use. A managed service (Temporal Cloud) does not: there the
+    instructor creates the namespaces, and a missing one is reported plainly.
+
+    Returns:
+        Whether the namespace was registered by this call.
+
+    Raises:
+        ConfigurationError: the namespace is missing and the server refused to
+            register it, or it did not become usable within ``timeout``.
+    """
+    namespace = client.namespace
+    service = client.workflow_service
+    try:
+        await service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
+        return False
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+    registered = True
+    try:
+        await service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=namespace,
+                description=f"sagakit course: learner {namespace.removeprefix('learner-')}",
+                workflow_execution_retention_period=Duration(
+                    seconds=int(RETENTION.total_seconds())
+                ),
+            )
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.ALREADY_EXISTS:  # another kernel of the learner was first
+            registered = False
+        else:
+            raise ConfigurationError(
+                f"Namespace {namespace!r} does not exist on the Temporal server, and the server "
+                f"refused to create it ({err.message}). Ask your instructor to create it, or "
+                "to give you a namespace with TEMPORAL_NAMESPACE."
+            ) from err
+
+    async def usable() -> bool | None:
+        # The frontend learns of a new namespace through a cache that refreshes every few
+        # seconds; until then, calls in the namespace answer NOT_FOUND.
+        try:
+            await service.list_workflow_executions(
+                ListWorkflowExecutionsRequest(namespace=namespace, page_size=1)
+            )
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return True
+
+    await poll_until(
+        usable,
+        timeout=timeout,
+        interval=0.25,
+        what=f"namespace {namespace!r} to become usable",
+        timed_out=lambda: ConfigurationError(
+            f"Namespace {namespace!r} was registered but the server did not accept calls in it "
+            f"within {timeout:g} s. Run the cell again in a few seconds."
+        ),
+    )
+    return registered
