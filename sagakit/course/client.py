@@ -150,6 +150,7 @@ async def connect(
         raise ConfigurationError(f"timeout must be positive, got {timeout}.")
     profile = configured_profile()
     choice = choose_namespace(configured_namespace(), learner())
+    ui_url: str | None
     if profile is None:
         status = await DevServer(server).start()
         client = await _connect_checked(

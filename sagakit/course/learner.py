@@ -216,15 +216,15 @@ async def ensure_namespace(client: Client, *, timeout: float = 15.0) -> bool:
                 ),
             )
         )
-    except RPCError as err:
-        if err.status == RPCStatusCode.ALREADY_EXISTS:  # another kernel of the learner was first
+    except RPCError as refused:
+        if refused.status == RPCStatusCode.ALREADY_EXISTS:  # another kernel was first
             registered = False
         else:
             raise ConfigurationError(
                 f"Namespace {namespace!r} does not exist on the Temporal server, and the server "
-                f"refused to create it ({err.message}). Ask your instructor to create it, or "
-                "to give you a namespace with TEMPORAL_NAMESPACE."
-            ) from err
+                f"refused to create it ({refused.message}). Ask your instructor to create it, "
+                "or to give you a namespace with TEMPORAL_NAMESPACE."
+            ) from refused
 
     async def usable() -> bool | None:
         # The frontend learns of a new namespace through a cache that refreshes every few
