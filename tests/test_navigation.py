@@ -6,6 +6,7 @@ import importlib.util
 import itertools
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ def _notebook(
         {"cell_type": "markdown", "id": f"c{i}", "metadata": {}, "source": s}
         for i, s in enumerate([first, *more])
     ]
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         json.dumps({"cells": cells, "metadata": metadata or {}, "nbformat": 4, "nbformat_minor": 5})
     )
@@ -140,6 +142,186 @@ def test_readme_markers_are_required() -> None:
     assert updated.endswith(f"{nav.INDEX_END}\nafter\n")
 
 
+def _course(folder: Path, *names: str) -> None:
+    """Lesson notebooks named ``NN-words.ipynb`` (or ``99-glossary.ipynb``) titled from their number."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        number = name.split("-")[0]
+        _notebook(folder / name, f"# {number} · Lesson {number}\n(about 5 minutes)", "body")
+
+
+def test_lettered_lessons_come_right_after_their_number(tmp_path: Path) -> None:
+    names = [
+        "13-long-lived-workflows.ipynb",
+        "09a-sagas-under-faults.ipynb",
+        "99-glossary.ipynb",
+        "07a-activity-timeouts-and-heartbeats.ipynb",
+        "00a-asyncio-primer.ipynb",
+        "10-y.ipynb",
+        "09-sagas.ipynb",
+        "08-x.ipynb",
+        "07-queries.ipynb",
+        "01-concurrency.ipynb",
+        "00-welcome.ipynb",
+    ]
+    _course(tmp_path, *names)
+    course = nav.lessons(tmp_path)
+    assert [c.number for c in course] == [
+        "00", "00a", "01", "07", "07a", "08", "09", "09a", "10", "13", "99",
+    ]  # fmt: skip
+    primer = course[1]
+    assert primer.title == "Lesson 00a", "the number (with its letter) is cut off the title"
+    assert primer.heading == "00a · Lesson 00a"
+    assert "| [00a · Lesson 00a](00a-asyncio-primer.ipynb) | — | 5 |" in nav.index_table(course, "")
+    after_welcome = nav.navigation_source(course, 0, "bottom")
+    assert "Next: [00a · Lesson 00a](00a-asyncio-primer.ipynb) ▶" in after_welcome
+    top = nav.navigation_source(course, 1, "top")
+    assert "◀ [00 · Lesson 00](00-welcome.ipynb)" in top
+    assert "[01 · Lesson 01](01-concurrency.ipynb) ▶" in top
+    between = nav.navigation_source(course, course.index(course[7]), "top")
+    assert "◀ [09 · Lesson 09](09-sagas.ipynb)" in between
+    assert "[10 · Lesson 10](10-y.ipynb) ▶" in between
+
+
+def test_only_one_lowercase_letter_makes_a_lesson(tmp_path: Path) -> None:
+    _course(tmp_path, "07-a.ipynb", "07ab-b.ipynb", "07A-c.ipynb", "7a-d.ipynb", "07a_e.ipynb")
+    assert [c.name for c in nav.lessons(tmp_path)] == ["07-a.ipynb"]
+    with pytest.raises(nav.NavigationError, match="NNa-words"):
+        nav.read_lesson(tmp_path / "07ab-b.ipynb")
+
+
+def test_exercise_solutions_are_linked_where_they_are(tmp_path: Path) -> None:
+    practice, moved = tmp_path / "exercises", tmp_path / "solutions" / "exercises"
+    for topic in ("01-moved", "02-old-place", "03-both", "04-none"):
+        _notebook(practice / f"{topic}-practice.ipynb", f"# {topic} (practice)\nabout 9 minutes")
+    for name in ("01-moved-solution.ipynb", "03-both-solution.ipynb"):
+        _notebook(moved / name, "# solution")
+    for name in ("02-old-place-solution.ipynb", "03-both-solution.ipynb"):
+        _notebook(practice / name, "# solution")
+    found = {item.title: item.solution for item in nav.exercises(tmp_path)}
+    assert found == {
+        "01-moved": "solutions/exercises/01-moved-solution.ipynb",
+        "02-old-place": "exercises/02-old-place-solution.ipynb",
+        "03-both": "solutions/exercises/03-both-solution.ipynb",
+        "04-none": None,
+    }
+    table = nav.exercise_table(nav.exercises(tmp_path))
+    assert (
+        "| 01-moved | [practice](exercises/01-moved-practice.ipynb) · "
+        "[solution](solutions/exercises/01-moved-solution.ipynb) | 9 |"
+    ) in table
+    assert "| 04-none | [practice](exercises/04-none-practice.ipynb) | 9 |" in table
+
+
+def test_the_index_says_once_where_the_solved_lessons_are(tmp_path: Path) -> None:
+    _course(tmp_path, "00-welcome.ipynb")
+    course = nav.lessons(tmp_path)
+    with_line = nav.notebooks_readme(course, solved_editions=True)
+    assert with_line.count("](solutions/)") == 1
+    line = next(line for line in with_line.splitlines() if "](solutions/)" in line)
+    assert "solved edition of every lesson" in line
+    assert "](solutions/)" not in nav.notebooks_readme(course)
+
+
+def _temporary_course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small course in ``tmp_path`` with the navigation tool pointed at it (never the real one)."""
+    notebooks = tmp_path / "notebooks"
+    _course(notebooks, "00-welcome.ipynb", "00a-asyncio-primer.ipynb", "01-concurrency.ipynb")
+    _notebook(notebooks / "99-glossary.ipynb", "# 99 · Glossary")
+    solutions = notebooks / "solutions"
+    _course(solutions, "00-welcome.ipynb", "00a-asyncio-primer.ipynb")
+    _notebook(
+        notebooks / "exercises" / "00-first-practice.ipynb", "# First (practice)\nabout 10 minutes"
+    )
+    _notebook(solutions / "exercises" / "00-first-solution.ipynb", "# First (solution)")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Course\n\n{nav.INDEX_START}\n{nav.INDEX_END}\n")
+    monkeypatch.setattr(nav, "NOTEBOOKS", notebooks)
+    monkeypatch.setattr(nav, "INDEX", notebooks / "README.md")
+    monkeypatch.setattr(nav, "README", readme)
+    monkeypatch.setattr(nav, "ROOT", tmp_path)
+    assert {lesson.path.parent for lesson in nav.lessons()} == {notebooks}, "never the real course"
+    return notebooks
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+def test_the_tool_frames_lettered_lessons_and_leaves_solutions_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebooks = _temporary_course(tmp_path, monkeypatch)
+    solved_before = _snapshot(notebooks / "solutions")
+    assert nav.main([]) == 0
+    written = capsys.readouterr().out
+    assert "updated notebooks/00a-asyncio-primer.ipynb (navigation cells)" in written
+    assert "solutions/" not in written
+    assert _snapshot(notebooks / "solutions") == solved_before, "solved editions are not lessons"
+
+    index = (notebooks / "README.md").read_text()
+    assert index.index("(00-welcome.ipynb)") < index.index("(00a-asyncio-primer.ipynb)")
+    assert index.index("(00a-asyncio-primer.ipynb)") < index.index("(01-concurrency.ipynb)")
+    assert "(solutions/00-welcome.ipynb)" not in index
+    assert "[solution](solutions/exercises/00-first-solution.ipynb)" in index
+    assert index.count("](solutions/)") == 1
+    assert (
+        "[00a · Lesson 00a](notebooks/00a-asyncio-primer.ipynb)"
+        in (tmp_path / "README.md").read_text()
+    )
+    primer = json.loads((notebooks / "00a-asyncio-primer.ipynb").read_text())["cells"]
+    assert primer[0]["metadata"] == {"course_navigation": "top"}
+    assert "◀ [00 · Lesson 00](00-welcome.ipynb)" in nav._source(primer[0])
+    assert "Next: [01 · Lesson 01](01-concurrency.ipynb) ▶" in nav._source(primer[-1])
+
+    assert nav.main(["--check"]) == 0, "a second run finds nothing to change"
+
+
+def test_only_accepts_a_lettered_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebooks = _temporary_course(tmp_path, monkeypatch)
+    assert set(nav.plan(["00a"])) == {
+        notebooks / "README.md",
+        tmp_path / "README.md",
+        notebooks / "00a-asyncio-primer.ipynb",
+    }
+
+
+def test_the_real_course_frames_on_a_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real notebooks, copied: every lesson is framed in order, solutions/ is never touched."""
+    real = ROOT / "notebooks"
+    copy = tmp_path / "notebooks"
+    shutil.copytree(real, copy, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "scratch"))
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    monkeypatch.setattr(nav, "NOTEBOOKS", copy)
+    monkeypatch.setattr(nav, "INDEX", copy / "README.md")
+    monkeypatch.setattr(nav, "README", tmp_path / "README.md")
+    monkeypatch.setattr(nav, "ROOT", tmp_path)
+    assert {lesson.path.parent for lesson in nav.lessons()} == {copy}, "never the real course"
+    solved_before = _snapshot(copy / "solutions") if (copy / "solutions").is_dir() else {}
+    changes = nav.plan()
+    assert not [p for p in changes if (copy / "solutions") in p.parents]
+    for path, new in changes.items():
+        if isinstance(new, list):
+            nav._write_cells(path, new)
+        else:
+            path.write_text(new, encoding="utf-8")
+    course = nav.lessons(copy)
+    numbers = [lesson.number for lesson in course]
+    assert numbers == sorted(numbers, key=lambda n: (int(n[:2]), n[2:]))
+    assert numbers[-1] == "99"
+    for lesson in course:
+        cells = json.loads(lesson.path.read_text())["cells"]
+        assert cells[0]["metadata"].get("course_navigation") == "top", lesson.name
+        assert cells[-1]["metadata"].get("course_navigation") == "bottom", lesson.name
+    if solved_before:
+        assert _snapshot(copy / "solutions") == solved_before
+        assert "](solutions/)" in (copy / "README.md").read_text()
+    assert nav.plan() == {}
+
+
 AGENDA_ROW = re.compile(r"^\| (\d\d):(\d\d) \| (.+?) \| (\d*) \|$")
 
 
@@ -168,8 +350,9 @@ def test_instructor_agendas_add_up_and_match_the_lessons() -> None:
                 f"{session}: the next session starts at the wrong time"
             )
         for _, session, length in table:
-            number = session[:2]
-            if number.isdigit() and minutes.get(number) is not None:
+            lesson = re.match(r"(\d\d[a-z]?) ·", session)
+            number = lesson.group(1) if lesson else ""
+            if minutes.get(number) is not None:
                 assert length == minutes[number], (
                     f"{session}: the notebook says about {minutes[number]} minutes"
                 )

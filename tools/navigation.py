@@ -20,9 +20,16 @@ What it writes, all from the notebooks themselves and from ``sagakit.course.glos
 Only Markdown cells change: code cells and outputs are never touched, so nbval results stay
 the same and no notebook needs re-executing.
 
-A lesson is ``notebooks/NN-words.ipynb``. Its title is the first ``#`` heading of its first
-cell (after ``NN ·``), its minutes come from ``metadata.course.minutes`` or else from "about N
-minutes" in that cell, and its terms are the glossary terms whose notebook it is.
+A lesson is ``notebooks/NN-words.ipynb``, or ``notebooks/NNx-words.ipynb`` with one lowercase
+letter after the number for a lesson added between two others (``00a`` comes after ``00`` and
+before ``01``). Its title is the first ``#`` heading of its first cell (after ``NN ·``), its
+minutes come from ``metadata.course.minutes`` or else from "about N minutes" in that cell, and
+its terms are the glossary terms whose notebook it is.
+
+Notebooks in sub-folders are never lessons. ``notebooks/solutions/`` holds the solved edition of
+each lesson (the index says so in one line, once the folder exists) and, in
+``notebooks/solutions/exercises/``, the exercise solutions that the index links to (a solution
+still beside its practice notebook in ``notebooks/exercises/`` is linked there).
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ README = ROOT / "README.md"
 INDEX = NOTEBOOKS / "README.md"
 GLOSSARY = "99-glossary.ipynb"
 INSTRUCTOR_GUIDE = "../docs/instructor-guide.md"
+SOLUTIONS = "solutions"
+"""The folder (under ``notebooks/``) of the solved lessons, and of the exercise solutions."""
 
 INDEX_START = "<!-- course-index:start -->"
 INDEX_END = "<!-- course-index:end -->"
@@ -55,7 +64,7 @@ NAV_MARKER = "<!-- course-navigation:{where} -->"
 TERMS_KEY = "course_glossary"
 TERMS_MARKER = "<!-- glossary:terms -->"
 
-_LESSON_NAME = re.compile(r"^(\d\d)-[\w-]+\.ipynb$")
+_LESSON_NAME = re.compile(r"^(\d\d)([a-z]?)-[\w-]+\.ipynb$")
 _TITLE = re.compile(r"^#\s+(.+?)\s*$", re.M)
 _MINUTES = re.compile(r"about\s+(\d+)\s+minutes", re.I)
 _PART_TITLES = {
@@ -77,7 +86,7 @@ class Lesson:
     """The notebook file."""
 
     number: str
-    """Two digits from the file name, e.g. ``"03"``."""
+    """Two digits from the file name and its letter if it has one, e.g. ``"03"`` or ``"07a"``."""
 
     title: str
     """The title without the number, e.g. ``"ACID 🧪: atomicity ⚛️, …"``."""
@@ -126,7 +135,9 @@ def read_lesson(path: Path) -> Lesson:
     """
     match = _LESSON_NAME.match(path.name)
     if not match:
-        raise NavigationError(f"{path.name}: lesson files are named NN-words.ipynb")
+        raise NavigationError(
+            f"{path.name}: lesson files are named NN-words.ipynb (or NNa-words.ipynb)"
+        )
     notebook = _read(path)
     first = next((c for c in notebook["cells"] if not _is_nav(c)), None)
     text = _source(first) if first is not None and first["cell_type"] == "markdown" else ""
@@ -137,7 +148,7 @@ def read_lesson(path: Path) -> Lesson:
             "like '# 03 · ACID 🧪'. Add one."
         )
     title = title_match.group(1)
-    number = match.group(1)
+    number = match.group(1) + match.group(2)
     title = re.sub(rf"^{number}\s*·\s*", "", title)
     minutes = notebook.get("metadata", {}).get("course", {}).get("minutes")
     if minutes is None and (minutes_match := _MINUTES.search(text)):
@@ -151,15 +162,30 @@ def read_lesson(path: Path) -> Lesson:
     return Lesson(path, number, title, minutes, terms)
 
 
-def lessons(folder: Path = NOTEBOOKS) -> list[Lesson]:
-    """Every notebook of the course in order, the glossary (99) last."""
-    paths = sorted(p for p in folder.glob("*.ipynb") if _LESSON_NAME.match(p.name))
-    return [read_lesson(p) for p in paths]
+def _lesson_order(path: Path) -> tuple[int, str, str]:
+    match = _LESSON_NAME.match(path.name)
+    assert match is not None
+    return int(match.group(1)), match.group(2), path.name
+
+
+def lessons(folder: Path | None = None) -> list[Lesson]:
+    """Every lesson directly in ``folder``, in order (``07``, ``07a``, ``08`` …, the glossary last).
+
+    Only ``folder`` itself is searched: the solved editions in ``folder/solutions/`` (and any
+    other sub-folder) are never lessons. ``folder`` defaults to ``NOTEBOOKS`` (read at call time).
+    """
+    folder = NOTEBOOKS if folder is None else folder
+    paths = [p for p in folder.glob("*.ipynb") if p.is_file() and _LESSON_NAME.match(p.name)]
+    return [read_lesson(p) for p in sorted(paths, key=_lesson_order)]
 
 
 @dataclass(frozen=True)
 class Exercise:
-    """A practice notebook in ``notebooks/exercises/`` and its solution."""
+    """A practice notebook in ``notebooks/exercises/`` and its solution.
+
+    The solution is looked for in ``notebooks/solutions/exercises/`` first (where the solved
+    notebooks live), then beside the practice notebook (where they used to be).
+    """
 
     practice: str
     """Path of the practice notebook, relative to ``notebooks/``."""
@@ -174,8 +200,18 @@ class Exercise:
     """Minutes given in the first cell, if any."""
 
 
-def exercises(folder: Path = NOTEBOOKS) -> list[Exercise]:
-    """The practice notebooks under ``folder/exercises``, in file-name order."""
+def _solution_of(practice: Path, folder: Path) -> Path | None:
+    """The solution notebook of ``practice``: in ``solutions/exercises/`` if there, else beside it."""
+    name = practice.name.replace("-practice.", "-solution.")
+    for candidate in (folder / SOLUTIONS / "exercises" / name, practice.with_name(name)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def exercises(folder: Path | None = None) -> list[Exercise]:
+    """The practice notebooks under ``folder/exercises`` (``NOTEBOOKS``), with their solutions."""
+    folder = NOTEBOOKS if folder is None else folder
     found = []
     for path in sorted((folder / "exercises").glob("*-practice.ipynb")):
         cells = [c for c in _read(path)["cells"] if not _is_nav(c)]
@@ -184,11 +220,11 @@ def exercises(folder: Path = NOTEBOOKS) -> list[Exercise]:
         title = title_match.group(1) if title_match else path.stem
         title = re.sub(r"\s*\(practice\)\s*$", "", title)
         minutes_match = _MINUTES.search(text)
-        solution = path.with_name(path.name.replace("-practice.", "-solution."))
+        solution = _solution_of(path, folder)
         found.append(
             Exercise(
                 practice=path.relative_to(folder).as_posix(),
-                solution=solution.relative_to(folder).as_posix() if solution.exists() else None,
+                solution=solution.relative_to(folder).as_posix() if solution else None,
                 title=title,
                 minutes=int(minutes_match.group(1)) if minutes_match else None,
             )
@@ -231,8 +267,22 @@ def index_table(course: Sequence[Lesson], prefix: str) -> str:
     return "\n".join(rows)
 
 
-def notebooks_readme(course: Sequence[Lesson], practice: Sequence[Exercise] = ()) -> str:
-    """The whole of ``notebooks/README.md``."""
+SOLVED_EDITIONS = (
+    "Stuck, or checking your work? The solved edition of every lesson, each exercise filled in, "
+    f"is in [`{SOLUTIONS}/`]({SOLUTIONS}/): one deliberate step away, so try first.\n"
+)
+"""The index's one line about the solved editions in ``notebooks/solutions/``."""
+
+
+def notebooks_readme(
+    course: Sequence[Lesson], practice: Sequence[Exercise] = (), *, solved_editions: bool = False
+) -> str:
+    """The whole of ``notebooks/README.md``.
+
+    With ``solved_editions`` (there is a ``notebooks/solutions/`` folder), one line after the
+    table says where the solved lessons are.
+    """
+    solved = f"\n{SOLVED_EDITIONS}" if solved_editions else ""
     extra = ""
     if practice:
         extra = (
@@ -249,7 +299,7 @@ def notebooks_readme(course: Sequence[Lesson], practice: Sequence[Exercise] = ()
         f"{index_table(course, '')}\n\n"
         f"Every term, its emoji and a one-line definition: the [glossary]({GLOSSARY}), with a "
         "short self-quiz. Planning a workshop? See the "
-        f"[instructor guide]({INSTRUCTOR_GUIDE}).\n" + extra
+        f"[instructor guide]({INSTRUCTOR_GUIDE}).\n" + solved + extra
     )
 
 
@@ -338,7 +388,7 @@ def plan(only: Sequence[str] | None = None) -> dict[Path, str | list[dict[str, A
     """What would change: new text per file, or new cells per notebook (only what differs)."""
     course = lessons()
     changes: dict[Path, str | list[dict[str, Any]]] = {}
-    index = notebooks_readme(course, exercises())
+    index = notebooks_readme(course, exercises(), solved_editions=(NOTEBOOKS / SOLUTIONS).is_dir())
     if not INDEX.exists() or INDEX.read_text(encoding="utf-8") != index:
         changes[INDEX] = index
     readme = README.read_text(encoding="utf-8")
@@ -366,7 +416,9 @@ def _write_cells(path: Path, cells: list[dict[str, Any]]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 on drift")
-    parser.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers to touch")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NN", help="notebook numbers to touch (00, 07a …)"
+    )
     args = parser.parse_args(argv)
     try:
         changes = plan(args.only)
