@@ -3,21 +3,29 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sagakit-installed
+# Exact versions of every dependency (`make lock` refreshes it); every install uses it.
+LOCK   := constraints.txt
 LAB_PORT ?= 8888
 # Jupyter refuses to run as root (containers, CI) unless told so explicitly.
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lab test lint typecheck pytest notebooks editions navigation site chaos bench server-start server-stop doctor clean
+.PHONY: setup lock lab test lint typecheck pytest notebooks editions navigation site chaos bench server-start server-stop doctor clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[course,test]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[course,test,site]"
 	touch $(STAMP)
 
-## setup: create .venv and install sagakit with the course and test dependencies
+## setup: create .venv and install sagakit with the course, test and site dependencies, at the
+## exact versions in constraints.txt
 setup: $(STAMP)
+
+## lock: re-resolve every dependency afresh and write the exact versions to constraints.txt;
+## then re-run the notebooks (`make notebooks`) and the tests with them
+lock: setup
+	$(BIN)/python tools/lock.py
 
 ## lab: set up, start the Temporal dev server, open JupyterLab on the notebooks (loopback, token on)
 # Quiet on purpose: one URL to open, no news popup, no language-server chatter. The token is
@@ -62,7 +70,7 @@ editions: setup
 navigation: setup
 	$(BIN)/python tools/navigation.py
 
-## site: render the whole course as static HTML into site/
+## site: build the course site (Sphinx, MyST-NB, the committed outputs; offline) into site/
 site: setup
 	$(BIN)/python tools/build_site.py
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
 import json
+import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -17,18 +20,21 @@ import sagakit
 from sagakit._worker import CORE_MODULES
 from tests.helpers import ROOT
 
+EXTRAS = ("course", "test", "site")
+LOCK = ROOT / "constraints.txt"
+
 
 def _pyproject_requirements() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return set(project["dependencies"]) | set(extras["course"]) | set(extras["test"])
+    return set(project["dependencies"]) | {r for extra in EXTRAS for r in extras[extra]}
 
 
 def _conda_pip_requirements() -> set[str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
     assert len(pip_sections) == 1, "environment.yml must have exactly one pip section"
-    return {r for r in pip_sections[0] if not r.startswith("-e")}
+    return {r for r in pip_sections[0] if not r.startswith(("-e", "-c"))}
 
 
 def test_environment_yml_matches_pyproject() -> None:
@@ -41,6 +47,96 @@ def test_environment_yml_installs_sagakit_itself() -> None:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "-e ." in pip
+
+
+def _lock_tool() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("course_lock", ROOT / "tools" / "lock.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _locked() -> dict[str, str]:
+    """The lock's pins, name -> version; every line is a comment or ``name==version``."""
+    pins: dict[str, str] = {}
+    for line in LOCK.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([a-z0-9]+(?:-[a-z0-9]+)*)==([0-9][0-9A-Za-z.+!-]*)", line)
+        assert match, f"constraints.txt: {line!r} is not an exact pin of a normalised name"
+        assert match.group(1) not in pins, f"constraints.txt pins {match.group(1)} twice"
+        pins[match.group(1)] = match.group(2)
+    return pins
+
+
+def _requirement_name(requirement: str) -> str:
+    name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    assert name, requirement
+    normalised: str = _lock_tool().normalise(name.group(0))
+    return normalised
+
+
+def test_the_lock_pins_every_dependency_exactly() -> None:
+    pins = _locked()
+    missing = {_requirement_name(r) for r in _pyproject_requirements()} - set(pins)
+    assert missing == set(), "in pyproject.toml but not in constraints.txt: run `make lock`"
+    assert "sagakit" not in pins, "the project itself is installed editable, never pinned"
+
+
+def test_the_installed_versions_are_the_locked_ones() -> None:
+    """The environment the tests (and the notebooks' outputs) run in is the locked one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = _locked()
+    wrong = {}
+    for requirement in _pyproject_requirements():
+        name = _requirement_name(requirement)
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = "not installed"
+        if installed != pins[name]:
+            wrong[name] = f"{installed}, locked {pins[name]}"
+    assert wrong == {}, "run `make setup` (it installs with -c constraints.txt)"
+
+
+def test_every_install_path_uses_the_lock() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line]
+    project = [line for line in installs if "-e " in line]
+    assert project, "the Makefile installs the project"
+    for line in project:
+        assert "-c $(LOCK)" in line, line
+        assert f'-e ".[{",".join(EXTRAS)}]"' in line, line
+    assert re.search(r"^LOCK\s*:=\s*constraints\.txt$", makefile, re.M)
+    assert re.search(r"^\$\(STAMP\):.*\$\(LOCK\)", makefile, re.M), "a new lock reinstalls"
+    assert re.search(r"^lock:.*\n\t\$\(BIN\)/python tools/lock\.py$", makefile, re.M)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M), "CI installs through make setup"
+    assert not [line for line in ci.splitlines() if "pip install" in line and "-c" not in line]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip[0] == "-c constraints.txt", "environment.yml installs with the lock"
+
+
+def test_the_lock_tool_writes_sorted_exact_pins_without_the_project() -> None:
+    report = {
+        "environment": {"python_version": "3.11", "sys_platform": "linux"},
+        "install": [
+            {"metadata": {"name": "Zope.Interface", "version": "7.0"}},
+            {"metadata": {"name": "sagakit", "version": "0.1.0"}},
+            {"metadata": {"name": "temporalio", "version": "1.35.0"}},
+        ],
+    }
+    text = _lock_tool().constraints_from_report(report)
+    assert [line for line in text.splitlines() if not line.startswith("#")] == [
+        "temporalio==1.35.0",
+        "zope-interface==7.0",
+    ]
+    assert "make lock" in text
+    assert "make notebooks" in text
 
 
 def _fresh_python(code: str) -> str:
