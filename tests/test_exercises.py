@@ -20,6 +20,7 @@ import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from temporalio.client import Client
+from traitlets.config import Config
 
 from sagakit.course.exercises import (
     EXERCISES,
@@ -210,7 +211,10 @@ def test_the_magic_saves_the_cell_in_the_scratch_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))  # leave ~/.ipython alone
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
     shell.run_line_magic("load_ext", "sagakit.course.exercises")
     cell = notebook_cell("first-workflow", "practice")
     outcome = shell.run_cell(cell)  # type: ignore[no-untyped-call]
