@@ -39,6 +39,8 @@ __all__ = [
     "COUNTER_AMOUNTS",
     "HISTORY_LIMIT_BYTES",
     "HISTORY_LIMIT_EVENTS",
+    "HISTORY_SUGGEST_BYTES",
+    "HISTORY_SUGGEST_EVENTS",
     "HISTORY_WARN_BYTES",
     "HISTORY_WARN_EVENTS",
     "PARCEL",
@@ -64,12 +66,16 @@ __all__ = [
     "ship_parcel",
 ]
 
+HISTORY_SUGGEST_EVENTS = 4_096
+"""Events in one run's History at which the server suggests continue-as-new."""
+HISTORY_SUGGEST_BYTES = 4 * 1024 * 1024
+"""Bytes of one run's History at which the server suggests continue-as-new (4 MB)."""
 HISTORY_WARN_EVENTS = 10_240
-"""Events in one run's History at which the server starts to warn (and suggests continue-as-new)."""
+"""Events in one run's History at which the server starts to log warnings."""
 HISTORY_WARN_BYTES = 10 * 1024 * 1024
 """Bytes of one run's History at which the server starts to warn (10 MB)."""
 HISTORY_LIMIT_EVENTS = 51_200
-"""Events at which the server terminates the run."""
+"""Events at which the server terminates the run (no code runs, nothing is compensated)."""
 HISTORY_LIMIT_BYTES = 50 * 1024 * 1024
 """Bytes at which the server terminates the run (50 MB)."""
 
@@ -525,7 +531,7 @@ async def check_counter(
         return [f"✗ {err}"]
     options = CounterInput()
     expected = sum(COUNTER_AMOUNTS)
-    workflow_id = "lesson-13-counter"
+    workflow_id = f"{task_queue}-counter"
     async with running_worker(client, task_queue=task_queue, workflows=[counter]):
         handle = await client.start_workflow(
             "Counter",
