@@ -562,8 +562,8 @@ async def check_counter(
     longest = max(run.events for run in chain)
     if len(chain) == 1:
         return [
-            f"○ Not done yet: the counter ran as one run of {longest} events; continue as new "
-            f"once its History has more than {options.max_events} events."
+            "○ Not done yet: the counter ran as one long run; continue as new once its "
+            f"History has more than {options.max_events} events, carrying the total."
         ]
     if longest > options.max_events + _SLACK:
         lines.append(
