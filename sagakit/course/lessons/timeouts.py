@@ -102,6 +102,11 @@ class StepLog:
         with open(self.path, "a", encoding="utf-8") as file:
             file.write(json.dumps(line) + "\n")
 
+    def clear(self) -> None:
+        """Start the log again, empty."""
+        with open(self.path, "w", encoding="utf-8"):
+            pass
+
     def read(self) -> list[LogLine]:
         """Every line written so far, oldest first (empty if nothing was written)."""
         try:
@@ -137,6 +142,8 @@ class FlakyStep:
 
     fails: int
     """How many attempts fail before one succeeds."""
+    seconds: float = 0.0
+    """How long each attempt works before it fails or succeeds."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,7 @@ class ItemsStep:
 async def flaky_step(step: FlakyStep) -> int:
     """Activity: fail the first ``step.fails`` attempts; return the attempt that succeeded."""
     attempt = activity.info().attempt
+    await asyncio.sleep(step.seconds)
     if attempt <= step.fails:
         raise ApplicationError(f"attempt {attempt} failed on purpose", type="NotYet")
     return attempt
@@ -503,13 +511,14 @@ async def run_import_job(
     """Run :data:`EXERCISE_JOB` for real with ``timeouts`` and report what happened.
 
     The workflow is given at most 15 seconds, then terminated; the job's attempts
-    are read back from the :class:`StepLog` at ``log_path`` (a file that must not exist yet).
+    are read back from the :class:`StepLog` at ``log_path``, which is emptied first.
     """
     from temporalio.client import WorkflowFailureError
 
     if timeouts.start_to_close is None and timeouts.schedule_to_close is None:
         return JobOutcome(False, 0, None, "not started: no start_to_close or schedule_to_close")
     log = StepLog(log_path)
+    log.clear()
     job = ItemsStep(
         log_path=log_path,
         items=EXERCISE_JOB.items,
