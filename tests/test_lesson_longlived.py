@@ -6,7 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import RetryPolicy
 from temporalio.worker import Replayer
 
@@ -38,6 +43,7 @@ from sagakit.history import history_rows
 from tests.helpers import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "13-long-lived-workflows.ipynb"
+V1_HISTORY = ROOT / "tests" / "data" / "longlived_parcel_v1.json"
 PARCEL_ACTIVITIES = [pack_parcel, insure_parcel, ship_parcel]
 TRIPS = ["a", "b", "c"]
 
@@ -195,6 +201,17 @@ async def test_a_workflow_retry_starts_from_the_top_and_a_reset_does_not(
             new_run = await reset_workflow(client, handle, point, "test")
             assert (await new_run.result()).endswith("(workflow attempt 1)")
     assert reset.calls == ["gather_figures", "publish_report", "publish_report"]
+
+
+@pytest.mark.parametrize(
+    ("version", "replays"), [(ParcelV1, True), (ParcelV2, False), (ParcelV3, True)]
+)
+async def test_a_recorded_version_1_history_replays_offline(version: type, replays: bool) -> None:
+    history = WorkflowHistory.from_json("longlived-parcel-v1", V1_HISTORY.read_text())
+    result = await Replayer(workflows=[version]).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+    assert (result.replay_failure is None) is replays, result.replay_failure
 
 
 def _exercise_sources() -> tuple[str, str]:
