@@ -1,211 +1,220 @@
-"""Render the whole course as static HTML pages, with working links between them.
+"""Build the course site: Sphinx, MyST-NB and sphinx-book-theme, offline, into ``site/``.
 
 Usage:
     python tools/build_site.py [--out site]
 
-Every notebook under ``notebooks/`` becomes a page (``notebooks/03-x.ipynb`` ->
-``site/03-x.html``, ``notebooks/exercises/y.ipynb`` -> ``site/exercises/y.html``) with its
-committed outputs (nothing is executed); the course index ``notebooks/README.md`` becomes
-``site/index.html`` and the Markdown files in ``docs/`` become ``site/docs/*.html``.
+The pages show every notebook with its committed outputs (nothing is executed), the course
+index ``notebooks/README.md`` and the Markdown files in ``docs/``; the configuration is
+``docs/conf.py``. The sidebar comes from the file names: ``index.md`` is generated here with
+one table of contents per section, in file-name order:
 
-Links are rewritten so the site works from any folder, even opened as files: a link to a
-notebook or a rendered Markdown file points at its page, a link to another file of the
-repository (a sagakit module, an image) points at a copy under ``site/files/``, and heading
-anchors are spelled the way nbconvert spells heading ids. A link to a file that does not exist
-stops the build with a list of the broken links.
+- Lessons: ``notebooks/NN-*.ipynb`` and the lettered ones (``00a-``, ``07a-`` …), glossary last;
+- Exercises: ``notebooks/exercises/*-practice.ipynb``;
+- Reference: the instructor guide and every other page of ``docs/``;
+- Solutions: the solved editions, ``notebooks/solutions/**.ipynb``.
 
-Widgets are shown as their text form (the saved widget state is dropped), so no page needs
-the widget JavaScript from a CDN to show its outputs.
+A saved widget is shown as its text form under a "Run this in JupyterLab" note (its view
+needs JavaScript that only a CDN serves), and each page says that running the cells needs
+JupyterLab and the Temporal server (``make lab``).
+
+Sphinx reads a folder laid out for it under ``build/site/`` (``index.md`` and copies of
+``notebooks/`` and ``docs/``), so the links between notebooks and docs keep working. A link to
+a file or heading that does not exist stops the build (the list is printed).
 """
 
 from __future__ import annotations
 
 import argparse
-import html
+import io
 import re
 import shutil
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from urllib.parse import quote, unquote, urlsplit
+import warnings
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 DOCS = ROOT / "docs"
+CONF = ROOT / "docs"  # conf.py
 DEFAULT_OUT = ROOT / "site"
+WORK = ROOT / "build" / "site"
 
-# nbconvert's spelling of a heading id (nbconvert.filters.strings._convert_header_id).
-_ID_SAFE = "?/:@!$&'()*+,;="
-_LINK = re.compile(r"""(?P<attr>\b(?:href|src))=(?P<q>["'])(?P<url>.*?)(?P=q)""", re.S)
 _TITLE = re.compile(r"^#\s+(.+?)\s*$", re.M)
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; line-height: 1.5; max-width: 60rem;
-       margin: 2rem auto; padding: 0 1rem; color: #222; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; vertical-align: top; }}
-code, pre {{ background: #f5f5f5; }}
-pre {{ padding: 0.6rem; overflow-x: auto; }}
-a.anchor-link {{ display: none; }}
-</style>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
+# Sphinx's and MyST's words for a link to nowhere.
+_BROKEN = re.compile(
+    r"(local id not found|document not found|reference target not found|"
+    r"unknown document|Unknown source document|cross-reference target not found|xref_missing)"
+)
 
 
 class BrokenLinkError(Exception):
-    """A page links to a file that does not exist."""
+    """A page links to a file or heading that does not exist."""
 
 
-@dataclass(frozen=True)
-class Page:
-    """One source file and the page it becomes."""
-
-    source: Path
-    """The notebook or Markdown file in the repository."""
-
-    target: PurePosixPath
-    """Where its page goes, relative to the site folder."""
+def _names(paths: list[Path], under: Path) -> list[str]:
+    return [p.relative_to(under).with_suffix("").as_posix() for p in sorted(paths)]
 
 
-def pages() -> list[Page]:
-    """Every page of the site: notebooks, the course index, the docs."""
-    found = [
-        Page(path, PurePosixPath(path.relative_to(NOTEBOOKS).with_suffix(".html").as_posix()))
-        for path in sorted(NOTEBOOKS.rglob("*.ipynb"))
-        if ".ipynb_checkpoints" not in path.parts
+def sections(notebooks: Path = NOTEBOOKS, docs: Path = DOCS) -> dict[str, list[str]]:
+    """The sidebar: section caption -> the documents it lists, in order (paths without suffix)."""
+    lessons = sorted(
+        p for p in notebooks.glob("[0-9][0-9]*-*.ipynb") if re.fullmatch(r"\d\d[a-z]?-.+", p.stem)
+    )
+    glossary = [p for p in lessons if p.stem.startswith("99-")]
+    lessons = [p for p in lessons if p not in glossary]
+    root = notebooks.parent
+    found = {
+        "Lessons": _names(lessons + glossary, root),
+        "Exercises": _names(list(notebooks.glob("exercises/*-practice.ipynb")), root),
+        "Reference": _names(list(docs.glob("**/*.md")), root),
+        "Solutions": _names(
+            [p for p in notebooks.glob("solutions/**/*.ipynb") if _published(p)], root
+        ),
+    }
+    return {caption: names for caption, names in found.items() if names}
+
+
+def _published(path: Path) -> bool:
+    return not {".ipynb_checkpoints", "scratch"} & set(path.parts)
+
+
+def index_page(notebooks: Path = NOTEBOOKS, docs: Path = DOCS) -> str:
+    """The site's home page (MyST Markdown): a welcome, and the sidebar's tables of contents."""
+    lines = [
+        "# Sagas in Practice",
+        "",
+        "A hands-on course in distributed-systems vocabulary and the saga pattern, with real",
+        "Temporal workflows. Each page shows a notebook with its saved outputs; to run the cells,",
+        "open the course in JupyterLab with `make lab`.",
+        "",
     ]
-    index = NOTEBOOKS / "README.md"
-    if index.exists():
-        found.append(Page(index, PurePosixPath("index.html")))
-    found += [
-        Page(path, PurePosixPath("docs") / path.relative_to(DOCS).with_suffix(".html").as_posix())
-        for path in sorted(DOCS.rglob("*.md"))
-    ]
-    return found
+    if (notebooks / "README.md").exists():
+        lines += [
+            "Start with the [course overview](notebooks/README.md): every lesson, its terms and",
+            "its minutes.",
+            "",
+            "```{toctree}",
+            ":hidden:",
+            ":caption: Course",
+            "",
+            "notebooks/README",
+            "```",
+            "",
+        ]
+    for caption, names in sections(notebooks, docs).items():
+        lines += ["```{toctree}", ":maxdepth: 1", f":caption: {caption}", "", *names, "```", ""]
+    return "\n".join(lines)
 
 
-def heading_id(fragment: str) -> str:
-    """A link fragment spelled the way nbconvert spells heading ids (percent-encoded)."""
-    return quote(unquote(fragment), safe=_ID_SAFE)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = (
+    '<div class="admonition note widget-note"><p class="admonition-title">Run this in '
+    "JupyterLab</p><p>An interactive widget runs here when the notebook runs in JupyterLab "
+    "(<code>make lab</code>). This page shows the text it saved instead.</p></div>"
+)
 
 
-class _Linker:
-    """Rewrites the links of one page; copies linked repository files into the site."""
+def without_widgets(path: Path) -> bool:
+    """Replace each saved widget in the notebook at ``path`` by its text form under a note.
 
-    def __init__(self, out: Path, by_source: dict[Path, PurePosixPath]) -> None:
-        self.out = out
-        self.by_source = by_source
-        self.broken: list[str] = []
-
-    def rewrite(self, page: Page, text: str) -> str:
-        def replace(match: re.Match[str]) -> str:
-            url = html.unescape(match.group("url"))
-            new = self._target(page, url)
-            return f"{match.group('attr')}={match.group('q')}{html.escape(new)}{match.group('q')}"
-
-        return _LINK.sub(replace, text)
-
-    def _target(self, page: Page, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme or parts.netloc or url.startswith(("/", "data:", "mailto:")) or not url:
-            return url
-        fragment = f"#{heading_id(parts.fragment)}" if parts.fragment else ""
-        if not parts.path:
-            return fragment
-        source = (page.source.parent / unquote(parts.path)).resolve()
-        if source in self.by_source:
-            target = self.by_source[source]
-        elif source.is_file() and source.is_relative_to(ROOT):
-            target = PurePosixPath("files") / source.relative_to(ROOT).as_posix()
-            copy = self.out / target
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, copy)
-        else:
-            self.broken.append(f"{page.source.relative_to(ROOT)}: {url}")
-            return url
-        return quote(_relative(target, page.target), safe="/") + fragment
-
-
-def _relative(target: PurePosixPath, page: PurePosixPath) -> str:
-    up = [".."] * (len(page.parent.parts))
-    return "/".join([*up, *target.parts])
-
-
-def _title(markdown: str, fallback: str) -> str:
-    match = _TITLE.search(markdown)
-    return match.group(1) if match else fallback
-
-
-def _render_notebook(path: Path) -> str:
+    The widget itself would need the ipywidgets JavaScript, which only a CDN serves. Returns
+    whether the notebook had a widget (and was rewritten).
+    """
+    if WIDGET_VIEW not in path.read_text(encoding="utf-8"):
+        return False
     import nbformat
-    from nbconvert import HTMLExporter
 
     notebook = nbformat.read(path, as_version=4)
     notebook.metadata.pop("widgets", None)
-    first = next(
-        (c.source for c in notebook.cells if c.cell_type == "markdown" and _TITLE.search(c.source)),
-        "",
-    )
-    title = _title(first, path.stem)
-    body, _resources = HTMLExporter().from_notebook_node(
-        notebook, resources={"metadata": {"name": title}}
-    )
-    return str(body)
+    for cell in notebook.cells:
+        outputs = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data:
+                del data[WIDGET_VIEW]
+                note = nbformat.v4.new_output("display_data", data={"text/html": WIDGET_NOTE})
+                outputs.append(note)
+            outputs.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = outputs
+    nbformat.write(notebook, path)
+    return True
 
 
-def _render_markdown(path: Path) -> str:
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+def _lay_out(work: Path) -> Path:
+    """The folder Sphinx reads: the generated index.md beside links to notebooks/ and docs/."""
+    source = work / "source"
+    if source.exists():
+        shutil.rmtree(source)
+    source.mkdir(parents=True)
+    (source / "index.md").write_text(index_page(), encoding="utf-8")
+    # Copies, not symbolic links: MyST resolves a link through a symbolic link to the file's
+    # real place, outside the source folder, where it is not a page.
+    skip = shutil.ignore_patterns(".ipynb_checkpoints", "scratch", "*.py", "*.cfg", "__pycache__")
+    shutil.copytree(NOTEBOOKS, source / "notebooks", ignore=skip)
+    if DOCS.exists():
+        shutil.copytree(DOCS, source / "docs", ignore=skip)
+    for notebook in (source / "notebooks").rglob("*.ipynb"):
+        without_widgets(notebook)
+    return source
 
-    text = path.read_text(encoding="utf-8")
-    body = markdown2html_mistune(text)
-    return _PAGE.format(title=html.escape(_title(text, path.stem)), body=body)
 
+def build(
+    out: Path = DEFAULT_OUT, *, strict: bool = True, work: Path = WORK
+) -> tuple[list[Path], list[str]]:
+    """Build the site into ``out`` (emptied first), laying Sphinx's sources out in ``work``.
 
-def _rendered(all_pages: list[Page]) -> Iterator[tuple[Page, str]]:
-    for page in all_pages:
-        if page.source.suffix == ".ipynb":
-            yield page, _render_notebook(page.source)
-        else:
-            yield page, _render_markdown(page.source)
-
-
-def build(out: Path = DEFAULT_OUT, *, strict: bool = True) -> tuple[list[Path], list[str]]:
-    """Render every page into ``out`` (emptied first).
-
-    Returns the files written and the broken links (``"source: link"``), which are
-    empty unless ``strict`` is off.
+    Returns the HTML pages written and the broken links (Sphinx's warnings about them), which
+    are empty unless ``strict`` is off.
 
     Raises:
-        BrokenLinkError: some page links to a file that does not exist (``strict`` only).
+        BrokenLinkError: some page links to a file or heading that does not exist (``strict``).
+        RuntimeError: Sphinx stopped with an error.
     """
+    from sphinx.application import Sphinx
+    from sphinx.util.console import nocolor
+    from sphinx.util.docutils import docutils_namespace, patch_docutils
+
     if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True)
-    all_pages = pages()
-    linker = _Linker(out, {p.source.resolve(): p.target for p in all_pages})
-    written = []
-    for page, text in _rendered(all_pages):
-        destination = out / page.target
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_text(linker.rewrite(page, text), encoding="utf-8")
-        written.append(destination)
-    if linker.broken and strict:
-        raise BrokenLinkError(
-            "These links point at files that do not exist; fix them in the notebooks or docs:\n  "
-            + "\n  ".join(linker.broken)
+    source = _lay_out(work)
+    log = io.StringIO()
+    nocolor()
+    # The theme and extensions use Sphinx APIs that a later Sphinx removes: their business,
+    # not a reason to stop (pytest turns warnings into errors).
+    with (
+        patch_docutils(CONF),
+        docutils_namespace(),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        app = Sphinx(
+            srcdir=source,
+            confdir=CONF,
+            outdir=out,
+            doctreedir=work / "doctrees",
+            buildername="html",
+            status=None,
+            warning=log,
+            freshenv=True,
+            keep_going=True,
         )
-    return written, linker.broken
+        app.build(force_all=True)
+        if app.statuscode:
+            raise RuntimeError(f"Sphinx failed:\n{log.getvalue()}")
+    problems = [line for line in log.getvalue().splitlines() if line.strip()]
+    broken = [line for line in problems if _BROKEN.search(line)]
+    if strict and broken:
+        raise BrokenLinkError(
+            "These links point at pages or headings that do not exist; fix them in the "
+            "notebooks or docs:\n  " + "\n  ".join(broken)
+        )
+    for line in problems:
+        if line not in broken:
+            print(line, file=sys.stderr)
+    (out / ".buildinfo").unlink(missing_ok=True)
+    return sorted(out.rglob("*.html")), broken
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenLinkError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    index = args.out / "index.html"
-    print(f"wrote {len(written)} pages; open {index}")
+    print(f"wrote {len(written)} pages; open {args.out / 'index.html'}")
     return 0
 
 
