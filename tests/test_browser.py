@@ -1,4 +1,5 @@
-"""A real browser: JupyterLab runs the glossary quiz widget, and the Temporal Web UI shows a workflow.
+"""A real browser: JupyterLab runs the glossary quiz widget, the Temporal Web UI shows a workflow,
+and the course site (Sphinx) is read, navigated and searched offline.
 
 Headless Chromium is driven by Playwright (the Python package only: it uses the system
 Chromium, and never downloads a browser). Where either is missing, the tests skip and say
@@ -10,10 +11,14 @@ how to install them:
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import re
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +36,7 @@ from sagakit.course.lessons.welcome import Greeting, WelcomeWorkflow, compose_gr
 from sagakit.course.quiz import QuizOptions, make_quiz
 from tests.helpers import ROOT, free_port
 from tests.test_lab import _lab_command
+from tests.test_site import built_site
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +169,61 @@ async def test_web_ui_shows_a_workflow_we_started(
     # The list of workflows finds it too.
     await page.goto(web_ui_url(workflow_id).split("/workflows/")[0] + "/workflows")
     await page.get_by_role("link", name=workflow_id).first.wait_for()
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    """Serves the site's files; says nothing, and ignores a browser that stops reading."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _SiteServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # the browser moved on before a file was sent whole
+
+
+@pytest.fixture(scope="module")
+def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The course site (`make site`'s build) served from 127.0.0.1, as a static host would."""
+    out, _broken = built_site(tmp_path_factory)
+    server = _SiteServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(out)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+async def test_course_site_sidebar_timeline_and_search(browser: Any, site_url: str) -> None:
+    page = await browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    await page.goto(f"{site_url}index.html")
+    # The sidebar leads to the sagas lesson.
+    sidebar = page.locator("nav.bd-docs-nav")
+    await sidebar.get_by_role("link", name=re.compile(r"^09 · Sagas")).click()
+    await page.wait_for_url("**/notebooks/09-sagas.html")
+    # Its saved timeline plot (drawn by `show_run(happy)`) is there and loads.
+    timeline = page.locator("div.cell", has_text="show_run(happy)").locator("div.cell_output img")
+    await timeline.first.scroll_into_view_if_needed()
+    assert await timeline.first.evaluate("img => img.complete && img.naturalWidth > 100")
+    assert "timeline" in await page.locator("main").inner_text()
+    # Full-text search from the static files finds "compensating action" and lands on a page.
+    await page.locator("button.search-button__button").first.click()
+    box = page.locator("form.bd-search input[type=search]").first
+    await box.fill("compensating action")
+    await box.press("Enter")
+    await page.wait_for_url("**/search.html?q=*")
+    result = page.locator("#search-results ul.search li a").first
+    await result.wait_for()
+    await result.click()
+    await page.wait_for_url(re.compile(r"/notebooks/.+\.html"))
+    assert "compensating action" in (await page.locator("main").inner_text()).lower()
+    # Not one request left the site: no CDN, no fonts, no analytics.
+    assert requested
+    assert [url for url in requested if not url.startswith(site_url)] == []

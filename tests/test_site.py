@@ -85,13 +85,23 @@ def _parse(path: Path) -> _Page:
     return page
 
 
+def built_site(factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The course site and its broken links, built once per test session.
+
+    tests/test_browser.py reads the same build; it is found again through the session's
+    temporary folder (the two test files may hold different copies of this module).
+    """
+    base = factory.getbasetemp() / "course-site"
+    out, broken = base / "site", base / "broken-links.txt"
+    if not broken.exists():
+        _written, links = site_tool.build(out, strict=False, work=base / "sources")
+        broken.write_text("".join(f"{link}\n" for link in links), encoding="utf-8")
+    return out, broken.read_text(encoding="utf-8").splitlines()
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    out = tmp_path_factory.mktemp("site")
-    _written, broken = site_tool.build(
-        out, strict=False, work=tmp_path_factory.mktemp("site-sources")
-    )
-    return out, broken
+    return built_site(tmp_path_factory)
 
 
 def _notebooks() -> list[Path]:
