@@ -107,7 +107,8 @@ async def test_connect_registers_the_learners_namespace_and_links_follow(
         # A second kernel of the same learner finds the namespace there and reuses it.
         again = await course.connect()
         assert again.namespace == client.namespace
-        assert (await again.get_workflow_handle(handle.id).describe()).run_id == handle.result_run_id
+        described_again = await again.get_workflow_handle(handle.id).describe()
+        assert described_again.run_id == handle.result_run_id
     finally:
         await handle.terminate()
 
