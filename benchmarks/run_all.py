@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "throughput": (["--rounds", "5", "--batch", "40"], ["--rounds", "1", "--batch", "20"]),
     "idempotency": (["--rounds", "5"], ["--rounds", "2", "--calls", "100"]),
     "course": (["--server-starts", "3"], ["--server-starts", "1"]),
+    "class": (["--cells", "4"], ["--learners", "1", "2", "--cells", "1"]),
 }
 
 
