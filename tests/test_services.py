@@ -360,6 +360,17 @@ def test_a_consistent_world_passes(world: World) -> None:
     report.raise_if_broken()
 
 
+def test_the_report_names_only_what_the_world_used(world: World) -> None:
+    # A trip lesson's world still has its bank accounts (opened: 2 ledger entries) and an
+    # empty pantry.
+    for kind in TRIP_KINDS:
+        world.trips.book(kind, "t1", "ada")
+    assert str(check_world(world.path)) == "✓ all invariants hold (1 trip, 5 ledger entries)"
+    world.bank.withdraw("alice", 10, reference="tx1")
+    world.bank.deposit("bob", 10, reference="tx1")
+    assert "1 trip, 2 accounts, 7 ledger entries" in str(check_world(world.path))
+
+
 def test_checker_reports_a_partial_trip(world: World) -> None:
     world.trips.book_hotel("t1")
     report = world.check()

@@ -52,7 +52,7 @@ NAV_KEY = "course_navigation"
 LINK_KEY = "solution_link"
 """``metadata.sagakit.solution_link``: marks the generated cell that points at the solution."""
 
-_LESSON_NAME = re.compile(r"^(\d\d)-[\w-]+\.ipynb$")
+_LESSON_NAME = re.compile(r"^(\d\d[a-z]?)-[\w-]+\.ipynb$")
 _MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
 _EXTERNAL = re.compile(r"^([a-z][a-z0-9+.-]*:|#|/)", re.I)
 

@@ -92,7 +92,8 @@ class InvariantReport:
     violations: tuple[Violation, ...]
     """Every broken rule, trips first, then breakfasts, then money."""
     checked: str
-    """What was looked at, e.g. ``"2 trips, 1 breakfast, 2 accounts, 9 ledger entries"``."""
+    """What was looked at, e.g. ``"2 trips, 1 breakfast, 2 accounts, 9 ledger entries"``; kinds
+    this world never used (no trips, no breakfasts, no bank entries) are left out."""
 
     @classmethod
     def of(cls, violations: list[Violation], checked: str) -> InvariantReport:
@@ -211,10 +212,16 @@ def check_world(world: WorldServices | str | os.PathLike[str]) -> InvariantRepor
     violations.extend(_check_repeated_keys(ledger))
     violations.extend(_check_money(world, balances, ledger))
 
-    checked = (
-        f"{_plural(len(trips), 'trip')}, {_plural(len(breakfasts), 'breakfast')}, "
-        f"{_plural(len(balances), 'account')}, {_plural(len(ledger), 'ledger entry', 'ledger entries')}"
-    )
+    # Name only what this world used, so a trip lesson is not told about breakfasts.
+    used = [
+        _plural(len(trips), "trip") if trips else "",
+        _plural(len(breakfasts), "breakfast") if breakfasts else "",
+        _plural(len(balances), "account")
+        if any(e.service == "bank" and e.operation != "open" for e in ledger)
+        else "",
+        _plural(len(ledger), "ledger entry", "ledger entries"),
+    ]
+    checked = ", ".join(part for part in used if part)
     return InvariantReport.of(violations, checked)
 
 
