@@ -8,6 +8,11 @@ runs (their kernels inherit the environment) and the worker processes the tests
 start. The learner's server on 7233, its data in ~/.sagakit and its Web UI are
 left alone, so ``make test`` can run while ``make lab`` is open. The session's
 server is stopped and its folder removed at the end.
+
+Under pytest-xdist (``make test`` runs the files on a few worker processes) each
+worker starts a server of its own, so the workers' fixed workflow IDs (a lesson's
+learner and solved editions use the same ones) never meet; the controlling
+process runs no test and starts none.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     global _session_server
     if sagakit.course.client.configured_profile() is not None:
         return
+    if _is_xdist_controller(session.config):
+        return
     data_dir = Path(tempfile.mkdtemp(prefix="sagakit-test-server-"))
     # A port found free can be taken before the server binds it (other test processes
     # start servers too): then the server exits at once, and a fresh port is tried.
@@ -52,6 +59,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     os.environ["SAGAKIT_UI_URL"] = f"http://127.0.0.1:{port + 1000}"
     os.environ["SAGAKIT_DATA_DIR"] = str(data_dir)
     os.environ["SAGAKIT_TEST_SERVER"] = "own"  # tests/test_isolation.py checks the promise
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process only hands test files to pytest-xdist workers (and runs none)."""
+    workers = getattr(config.option, "numprocesses", None)
+    return bool(workers) and "PYTEST_XDIST_WORKER" not in os.environ
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
