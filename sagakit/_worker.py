@@ -113,7 +113,9 @@ async def running_worker(
     """
     threads = max_concurrent_activities or 16
     worker_options.setdefault("workflow_runner", sandbox_runner(passthrough=passthrough))
-    with ThreadPoolExecutor(max_workers=threads) as executor:
+    executor = ThreadPoolExecutor(max_workers=threads)
+    server_gone = False
+    try:
         worker = Worker(
             client,
             task_queue=task_queue,
@@ -133,6 +135,7 @@ async def running_worker(
         except ServerUnreachable:
             # A graceful shutdown would wait for pollers that retry until the server is
             # back: give it a moment, then let it finish in the background.
+            server_gone = True
             stopping = asyncio.create_task(worker.__aexit__(None, None, None))
             _stopping_without_server.add(stopping)
             stopping.add_done_callback(_stopping_without_server.discard)
@@ -143,3 +146,6 @@ async def running_worker(
             raise
         else:
             await worker.__aexit__(None, None, None)
+    finally:
+        # Without a server, a running activity cannot report anyway: do not wait for it.
+        executor.shutdown(wait=not server_gone, cancel_futures=server_gone)

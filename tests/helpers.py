@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +62,14 @@ def release_together(children: list[subprocess.Popen[str]]) -> list[str]:
             if child.poll() is None:
                 child.kill()
                 child.communicate()
+
+
+def load_tool(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` (a script, not a package module) as ``course_<name>``."""
+    spec = importlib.util.spec_from_file_location(f"course_{name}", ROOT / "tools" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -8,30 +8,16 @@ learner, "✓" for the solution).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nbformat
 import pytest
 from nbformat import NotebookNode
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_tool
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("course_editions", ROOT / "tools" / "editions.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-editions = _load()
+editions = load_tool("editions")
 
 SOLVED = editions.solved_editions()
 LESSONS = sorted(p for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))

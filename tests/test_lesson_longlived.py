@@ -42,7 +42,8 @@ from sagakit.course.services import TripActivities, check_world
 from sagakit.history import history_rows
 from tests.helpers import ROOT
 
-NOTEBOOK = ROOT / "notebooks" / "13-long-lived-workflows.ipynb"
+# The solved edition: its exercise cell holds the solution, its metadata the starter.
+NOTEBOOK = ROOT / "notebooks" / "solutions" / "13-long-lived-workflows.ipynb"
 V1_HISTORY = ROOT / "tests" / "data" / "longlived_parcel_v1.json"
 PARCEL_ACTIVITIES = [pack_parcel, insure_parcel, ship_parcel]
 TRIPS = ["a", "b", "c"]

@@ -29,9 +29,8 @@ from sagakit.course.lessons.primer import (
 from sagakit.course.lessons.scaling import max_in_flight
 from tests.helpers import ROOT
 
-SOLVED = ROOT / "notebooks" / "solutions" / "00a-asyncio-primer.ipynb"
-NOTEBOOK = SOLVED if SOLVED.exists() else ROOT / "notebooks" / "00a-asyncio-primer.ipynb"
-"""The solved edition (where tools/editions.py keeps it once adopted, else the lesson itself)."""
+NOTEBOOK = ROOT / "notebooks" / "solutions" / "00a-asyncio-primer.ipynb"
+"""The solved edition: its exercise cell holds the solution, its metadata the starter."""
 
 
 async def test_the_workflow_gathers_every_quote_at_once_and_keeps_the_cheapest(

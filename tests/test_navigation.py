@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import re
@@ -10,27 +9,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from sagakit.course.glossary import TERMS
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_tool
 
 SCRIPT = ROOT / "tools" / "navigation.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("course_navigation", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-nav = _load()
+nav = load_tool("navigation")
 
 
 def _notebook(
@@ -217,10 +205,10 @@ def test_the_index_says_once_where_the_solved_lessons_are(tmp_path: Path) -> Non
     _course(tmp_path, "00-welcome.ipynb")
     course = nav.lessons(tmp_path)
     with_line = nav.notebooks_readme(course, solved_editions=True)
-    assert with_line.count("](solutions/)") == 1
-    line = next(line for line in with_line.splitlines() if "](solutions/)" in line)
+    assert with_line.count("folder `solutions/`") == 1
+    line = next(line for line in with_line.splitlines() if "folder `solutions/`" in line)
     assert "solved edition of every lesson" in line
-    assert "](solutions/)" not in nav.notebooks_readme(course)
+    assert "folder `solutions/`" not in nav.notebooks_readme(course)
 
 
 def _temporary_course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -265,7 +253,7 @@ def test_the_tool_frames_lettered_lessons_and_leaves_solutions_alone(
     assert index.index("(00a-asyncio-primer.ipynb)") < index.index("(01-concurrency.ipynb)")
     assert "(solutions/00-welcome.ipynb)" not in index
     assert "[solution](solutions/exercises/00-first-solution.ipynb)" in index
-    assert index.count("](solutions/)") == 1
+    assert index.count("folder `solutions/`") == 1
     assert (
         "[00a · Lesson 00a](notebooks/00a-asyncio-primer.ipynb)"
         in (tmp_path / "README.md").read_text()
@@ -318,7 +306,7 @@ def test_the_real_course_frames_on_a_copy(tmp_path: Path, monkeypatch: pytest.Mo
         assert cells[-1]["metadata"].get("course_navigation") == "bottom", lesson.name
     if solved_before:
         assert _snapshot(copy / "solutions") == solved_before
-        assert "](solutions/)" in (copy / "README.md").read_text()
+        assert "folder `solutions/`" in (copy / "README.md").read_text()
     assert nav.plan() == {}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import inspect
 import json
 import re
@@ -11,14 +10,13 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
 import sagakit
 from sagakit._worker import CORE_MODULES
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_tool
 
 EXTRAS = ("course", "test", "site")
 LOCK = ROOT / "constraints.txt"
@@ -49,15 +47,6 @@ def test_environment_yml_installs_sagakit_itself() -> None:
     assert "-e ." in pip
 
 
-def _lock_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("course_lock", ROOT / "tools" / "lock.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _locked() -> dict[str, str]:
     """The lock's pins, name -> version; every line is a comment or ``name==version``."""
     pins: dict[str, str] = {}
@@ -74,7 +63,7 @@ def _locked() -> dict[str, str]:
 def _requirement_name(requirement: str) -> str:
     name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
     assert name, requirement
-    normalised: str = _lock_tool().normalise(name.group(0))
+    normalised: str = load_tool("lock").normalise(name.group(0))
     return normalised
 
 
@@ -130,7 +119,7 @@ def test_the_lock_tool_writes_sorted_exact_pins_without_the_project() -> None:
             {"metadata": {"name": "temporalio", "version": "1.35.0"}},
         ],
     }
-    text = _lock_tool().constraints_from_report(report)
+    text = load_tool("lock").constraints_from_report(report)
     assert [line for line in text.splitlines() if not line.startswith("#")] == [
         "temporalio==1.35.0",
         "zope-interface==7.0",

@@ -269,7 +269,8 @@ def index_table(course: Sequence[Lesson], prefix: str) -> str:
 
 SOLVED_EDITIONS = (
     "Stuck, or checking your work? The solved edition of every lesson, each exercise filled in, "
-    f"is in [`{SOLUTIONS}/`]({SOLUTIONS}/): one deliberate step away, so try first.\n"
+    f"is in the folder `{SOLUTIONS}/` (each lesson links its own): one deliberate step away, so "
+    "try first.\n"
 )
 """The index's one line about the solved editions in ``notebooks/solutions/``."""
 

@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import quote
 
 from temporalio.client import Client
-from temporalio.envconfig import ClientConfigProfile
 
 from sagakit._errors import ConfigurationError
 from sagakit._net import is_loopback, parse_address, probe_http2
@@ -48,6 +47,7 @@ from sagakit.course.learner import (
     ensure_namespace,
     learner,
 )
+from sagakit.course.profile import configured_profile
 
 __all__ = [
     "ServerWatch",
@@ -69,27 +69,6 @@ class _Connection:
 
 
 _last: _Connection | None = None
-
-
-def configured_profile() -> ClientConfigProfile | None:
-    """Return the Temporal envconfig profile that names a server, or ``None``.
-
-    Reads ``TEMPORAL_ADDRESS``, ``TEMPORAL_PROFILE``, ``TEMPORAL_CONFIG_FILE``
-    and the default config file through :mod:`temporalio.envconfig`.
-
-    Raises:
-        ConfigurationError: the configuration cannot be read (for example a
-            ``TEMPORAL_PROFILE`` that the file does not define).
-    """
-    try:
-        profile = ClientConfigProfile.load()
-    except Exception as err:  # the bridge raises its own ConfigError type
-        raise ConfigurationError(
-            f"Temporal's client configuration could not be read: {err}. Check "
-            "TEMPORAL_PROFILE and TEMPORAL_CONFIG_FILE, or unset them to use the "
-            "local dev server."
-        ) from err
-    return profile if profile.address else None
 
 
 async def _connect_checked(

@@ -42,6 +42,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from sagakit._errors import ConfigurationError
 from sagakit.course._polling import poll_until
+from sagakit.course.profile import configured_profile
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -111,8 +112,6 @@ def configured_namespace() -> str | None:
     Raises:
         ConfigurationError: the Temporal configuration cannot be read.
     """
-    from sagakit.course.client import configured_profile  # the client module imports this one
-
     named = os.environ.get("TEMPORAL_NAMESPACE", "").strip()
     if named:
         return named
