@@ -100,6 +100,18 @@ async def explain_unreachable(
 
     It asks in plain asyncio, in at most about ``timeout`` seconds.
     """
+    asked = await _ask(client, timeout)
+    if asked is None or asked[1] not in _GONE:
+        return None  # something answers there: not a server that went away
+    return _unreachable(*asked, timeout, error)
+
+
+_GONE = ("refused", "silent", "unresolvable")
+"""The probe's answers that mean no server is there (any other answer: something is)."""
+
+
+async def _ask(client: Client, timeout: float) -> tuple[str, Answer] | None:
+    """Probe ``client``'s server: its address and the answer (None: the address is not host:port)."""
     address = client_address(client)
     try:
         host, port = parse_address(address)
@@ -107,8 +119,12 @@ async def explain_unreachable(
         return None
     tls, server_name = uses_tls(client.service_client.config.tls)
     answer = await probe_http2(host, port, timeout=timeout, tls=tls, server_name=server_name)
-    if answer not in ("refused", "silent", "unresolvable"):
-        return None  # something answers there: not a server that went away
+    return address, answer
+
+
+def _unreachable(
+    address: str, answer: Answer, timeout: float, error: BaseException | None
+) -> ServerUnreachable:
     unreachable = ServerUnreachable(
         unreachable_message(address, _source(), why_unreachable(answer, timeout))
     )
@@ -158,11 +174,17 @@ class ServerWatch:
         return self
 
     async def _watch(self) -> None:
+        # A stopped server refuses at once; a busy one on a loaded machine may stay silent
+        # past the probe's timeout, so silence counts only when it comes twice in a row.
+        silent = 0
         while True:
             await asyncio.sleep(self._interval)
-            found = await explain_unreachable(self._client, timeout=self._probe_timeout)
-            if found is not None:
-                self._found = found
+            asked = await _ask(self._client, self._probe_timeout)
+            if asked is None:
+                continue
+            silent = silent + 1 if asked[1] == "silent" else 0
+            if asked[1] in _GONE and silent != 1:
+                self._found = _unreachable(*asked, self._probe_timeout, None)
                 assert self._task is not None
                 self._task.cancel()
                 return

@@ -9,17 +9,20 @@ learner's server on 7233 and the session's server are never touched.
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from types import SimpleNamespace
+from typing import TypeVar, cast
 
 import pytest
 from temporalio.client import Client
 
 from sagakit import Fault, running_worker
 from sagakit._runtime import quiet_runtime
+from sagakit._server_watch import ServerWatch
 from sagakit.course.devserver import DevServer, DevServerConfig
 from sagakit.course.errors import ServerUnreachable
 from sagakit.course.exercises import check
@@ -230,3 +233,21 @@ async def test_running_worker_stops_a_block_that_makes_no_call_and_exits(
 
     took = await _stopped_mid_run(own_server, idle_block())
     assert took < 5, f"running_worker took {took:.1f} s after the stop to leave the block"
+
+
+async def test_a_watch_is_patient_with_one_silence_but_not_two() -> None:
+    # A busy server on a loaded machine may miss one probe's deadline; a server that
+    # never answers is named after the second silent probe. (The "client" only carries
+    # the address the watch probes: no Temporal call is made.)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts the connection, never answers it
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        config = SimpleNamespace(target_host=address, tls=None)
+        client = cast(Client, SimpleNamespace(service_client=SimpleNamespace(config=config)))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ServerUnreachable, match=r"did not answer within 0\.3s"):
+            async with ServerWatch(client, interval=0.1, probe_timeout=0.3):
+                await asyncio.sleep(30)
+        assert loop.time() - started >= 2 * (0.1 + 0.3)

@@ -179,6 +179,8 @@ def test_sections_come_from_file_names(tmp_path: Path) -> None:
     }
     index = site_tool.index_page(notebooks, docs)
     assert ":caption: Lessons\n\nnotebooks/00-welcome\nnotebooks/00a-primer\n" in index
+    # A solved edition is titled as such (its own title is the lesson's).
+    assert "Solved · 09-sagas <notebooks/solutions/09-sagas>" in index
 
 
 def test_internal_links_resolve(site: tuple[Path, list[str]]) -> None:

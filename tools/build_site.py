@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 import shutil
 import sys
@@ -102,8 +103,22 @@ def index_page(notebooks: Path = NOTEBOOKS, docs: Path = DOCS) -> str:
             "",
         ]
     for caption, names in sections(notebooks, docs).items():
+        if caption == "Solutions":  # same titles as the lessons: say which edition it is
+            names = [
+                f"Solved · {_title(notebooks.parent / f'{name}.ipynb')} <{name}>" for name in names
+            ]
         lines += ["```{toctree}", ":maxdepth: 1", f":caption: {caption}", "", *names, "```", ""]
     return "\n".join(lines)
+
+
+def _title(notebook: Path) -> str:
+    """The first ``#`` heading of a notebook (its stem when it has none)."""
+    for cell in json.loads(notebook.read_text(encoding="utf-8")).get("cells", []):
+        source = "".join(cell["source"]) if cell["cell_type"] == "markdown" else ""
+        for line in source.splitlines():
+            if line.startswith("# "):
+                return line[2:].strip()
+    return notebook.stem
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
