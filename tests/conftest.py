@@ -18,10 +18,12 @@ process runs no test and starts none.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _session_server is not None:
         _session_server.stop()
         shutil.rmtree(_session_server.config.data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def quiet_worker_logs() -> Iterator[None]:
+    """Failed attempts are expected in this test: keep their tracebacks out of the test log."""
+    logger = logging.getLogger("temporalio")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

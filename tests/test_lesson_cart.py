@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -41,14 +40,8 @@ WORKFLOWS = [ShoppingCartWorkflow, MisbehavingCartWorkflow]
 ACTIVITIES: list[Callable[..., Any]] = [charge_payment, reserve_items]
 
 
-@pytest.fixture(autouse=True)
-def _quiet_worker_logs() -> Iterator[None]:
-    """Failed attempts are expected here; keep their stack traces out of the test log."""
-    logger = logging.getLogger("temporalio")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+# Failed attempts are expected throughout this file.
+pytestmark = pytest.mark.usefixtures("quiet_worker_logs")
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,15 +36,8 @@ from sagakit.course.lessons.temporal_basics import (
 )
 from sagakit.history import event_counts
 
-
-@pytest.fixture(autouse=True)
-def _quiet_worker_logs() -> Iterator[None]:
-    """Failed attempts are expected here; keep their stack traces out of the test log."""
-    logger = logging.getLogger("temporalio")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+# Failed attempts are expected throughout this file.
+pytestmark = pytest.mark.usefixtures("quiet_worker_logs")
 
 
 async def test_a_workflow_waits_for_a_worker_then_runs(client: Client, task_queue: str) -> None:

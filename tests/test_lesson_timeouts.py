@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -45,14 +44,8 @@ TERMINATE = WorkflowIDConflictPolicy.TERMINATE_EXISTING
 SOLUTION = Timeouts(start_to_close=10, heartbeat=0.75)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_worker_logs() -> Iterator[None]:
-    """Failed and timed-out attempts are expected here; keep their tracebacks out of the log."""
-    logger = logging.getLogger("temporalio")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+# Failed attempts are expected throughout this file.
+pytestmark = pytest.mark.usefixtures("quiet_worker_logs")
 
 
 @asynccontextmanager
