@@ -15,7 +15,7 @@ this file: it defines a table of names, and the first lookup of a name fetches
 it from the already imported (host) core module, passed through the sandbox.
 So the plain import costs a few lines per run instead of re-importing the
 package. The core modules are safe to pass through: they are deterministic and
-keep no module-level state. And ``python -m sagakit doctor`` can run without
+keep no module-level state that workflow code reads. And ``python -m sagakit doctor`` can run without
 ``temporalio`` installed, because importing this file loads nothing.
 """
 

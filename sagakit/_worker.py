@@ -3,7 +3,8 @@
 Temporal's workflow sandbox re-imports, for every workflow run, each module
 that a workflow module imports, unless the module is *passed through* (taken
 from the worker's own, already imported copy). sagakit's core is deterministic
-and keeps no module-level state, so it can be passed through safely; your
+and keeps no module-level state that workflow code reads (the one set here holds
+worker shutdowns, outside any workflow), so it can be passed through safely; your
 workflow modules are still re-imported, so the sandbox still catches, say, a
 ``datetime.now()`` in your workflow code.
 """
