@@ -193,6 +193,11 @@ def build(
     if out.exists():
         shutil.rmtree(out)
     source = _lay_out(work)
+    # Sphinx writes into work/, then the pages are copied to out: MyST-NB puts its output
+    # folder (jupyter_execute/) beside Sphinx's, which must not be the repository root.
+    html = work / "html"
+    if html.exists():
+        shutil.rmtree(html)
     log = io.StringIO()
     nocolor()
     # The theme and extensions use Sphinx APIs that a later Sphinx removes: their business,
@@ -207,7 +212,7 @@ def build(
         app = Sphinx(
             srcdir=source,
             confdir=CONF,
-            outdir=out,
+            outdir=html,
             doctreedir=work / "doctrees",
             buildername="html",
             status=None,
@@ -228,7 +233,7 @@ def build(
     for line in problems:
         if line not in broken:
             print(line, file=sys.stderr)
-    (out / ".buildinfo").unlink(missing_ok=True)
+    shutil.copytree(html, out, ignore=shutil.ignore_patterns(".buildinfo"))
     return sorted(out.rglob("*.html")), broken
 
 
