@@ -113,6 +113,8 @@ def test_every_notebook_and_doc_has_a_page(site: tuple[Path, list[str]]) -> None
     assert (out / "searchindex.js").is_file(), "no search index"
     for doc in (ROOT / "docs").rglob("*.md"):
         assert (out / "docs" / doc.relative_to(ROOT / "docs").with_suffix(".html")).is_file()
+    # Nothing is left beside the site (make site writes site/ in the repository root).
+    assert not (out.parent / "jupyter_execute").exists()
 
 
 def test_the_sidebar_lists_every_lesson_in_file_name_order(site: tuple[Path, list[str]]) -> None:
