@@ -124,18 +124,18 @@ async def probe_http2(
     (a Temporal frontend among them) answers with a SETTINGS frame at once. Pure
     asyncio: cancelling it leaves nothing running.
     """
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that arrives as
+    # the connection opens, and the watches that cancel a probe rely on it stopping.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
                 host,
                 port,
                 ssl=_tls_context() if tls else None,
                 server_hostname=(server_name or host) if tls else None,
-            ),
-            timeout,
-        )
+            )
     except socket.gaierror:
         return "unresolvable"
     except ssl.SSLError:
@@ -145,9 +145,10 @@ async def probe_http2(
     except OSError:
         return "refused"
     try:
-        writer.write(_PREFACE + _EMPTY_SETTINGS)
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readexactly(9), max(deadline - loop.time(), 0.2))
+        async with asyncio.timeout_at(max(deadline, loop.time() + 0.2)):
+            writer.write(_PREFACE + _EMPTY_SETTINGS)
+            await writer.drain()
+            head = await reader.readexactly(9)
     except TimeoutError:
         return "silent"
     except ssl.SSLError:

@@ -163,6 +163,7 @@ class ServerWatch:
         self._watcher: asyncio.Task[None] | None = None
         self._found: ServerUnreachable | None = None
         self._cancelling = 0
+        self._stopped = False
 
     async def __aenter__(self) -> ServerWatch:
         task = asyncio.current_task()
@@ -180,6 +181,10 @@ class ServerWatch:
         while True:
             await asyncio.sleep(self._interval)
             asked = await _ask(self._client, self._probe_timeout)
+            if self._stopped:
+                # Python 3.11's wait_for can swallow our cancel when its probe ends at the
+                # same moment: the block has already left, so it must not be cancelled now.
+                return
             if asked is None:
                 continue
             silent = silent + 1 if asked[1] == "silent" else 0
@@ -197,6 +202,7 @@ class ServerWatch:
     ) -> None:
         assert self._task is not None
         assert self._watcher is not None
+        self._stopped = True
         if not self._watcher.done():
             self._watcher.cancel()
         if self._found is not None:

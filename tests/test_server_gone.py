@@ -9,6 +9,7 @@ learner's server on 7233 and the session's server are never touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -251,3 +252,37 @@ async def test_a_watch_is_patient_with_one_silence_but_not_two() -> None:
             async with ServerWatch(client, interval=0.1, probe_timeout=0.3):
                 await asyncio.sleep(30)
         assert loop.time() - started >= 2 * (0.1 + 0.3)
+
+
+async def test_a_watch_that_was_told_to_stop_never_cancels_the_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On Python 3.11, asyncio.wait_for returns its result and drops a cancel that arrives
+    # as the probe finishes. The watch must not act on that late answer: the block has
+    # left and is explaining its own error, and a cancel now would replace the clear
+    # ServerUnreachable with a bare CancelledError (a CI run failed just so).
+    import sagakit._server_watch as server_watch
+
+    probing = asyncio.Event()
+
+    async def probe(client: Client, timeout: float) -> tuple[str, str]:
+        if not probing.is_set():  # the watch's probe
+            probing.set()
+            # What wait_for does when its inner probe is done at the same moment:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(30)
+            return "127.0.0.1:1", "refused"
+        await asyncio.sleep(0.05)  # __aexit__'s own probe: still waiting when the watch resumes
+        return "127.0.0.1:1", "refused"
+
+    monkeypatch.setattr(server_watch, "_ask", probe)
+    config = SimpleNamespace(target_host="127.0.0.1:1", tls=None)
+    client = cast(Client, SimpleNamespace(service_client=SimpleNamespace(config=config)))
+
+    async def block() -> None:
+        async with ServerWatch(client, interval=0.0, probe_timeout=0.3):
+            await probing.wait()
+            raise RuntimeError("the SDK's call failed: the server went away")
+
+    with pytest.raises(ServerUnreachable, match=r"No Temporal server answered at 127\.0\.0\.1:1"):
+        await block()
