@@ -67,6 +67,22 @@ def sandbox_runner(
     )
 
 
+def _worker_task_queue(client: Client, task_queue: str) -> str:
+    """The task queue a worker of ``client`` polls when asked to poll ``task_queue``.
+
+    A client interceptor that renames the task queues of the workflows it starts
+    (as ``sagakit.course`` does for a learner in a namespace shared by a class)
+    says so with a method ``worker_task_queue(name) -> str``; its answer is used,
+    so the worker polls the queue those workflows are sent to. Without one, the
+    name is unchanged.
+    """
+    for interceptor in client.config()["interceptors"]:
+        rename = getattr(interceptor, "worker_task_queue", None)
+        if callable(rename):
+            task_queue = str(rename(task_queue))
+    return task_queue
+
+
 _stopping_without_server: set[asyncio.Task[None]] = set()
 """Shutdowns of workers whose server went away (kept referenced until they finish)."""
 
@@ -96,6 +112,9 @@ async def running_worker(
     address and the fix (instead of SDK calls that wait out their retries and end
     in a bare ``CancelledError``, and a shutdown that waits for the server).
 
+    A client interceptor that renames task queues for starts renames the
+    worker's queue too (it answers ``worker_task_queue(name)``).
+
     Args:
         client: a connected Temporal client.
         task_queue: the task queue to poll.
@@ -119,7 +138,7 @@ async def running_worker(
     try:
         worker = Worker(
             client,
-            task_queue=task_queue,
+            task_queue=_worker_task_queue(client, task_queue),
             workflows=list(workflows),
             activities=list(activities),
             activity_executor=executor,

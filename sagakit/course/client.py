@@ -9,7 +9,9 @@ dev server, starting one if none is up.
 The namespace comes from :mod:`sagakit.course.learner`: the one the instructor
 named (``TEMPORAL_NAMESPACE`` or the profile's), else ``learner-<name>`` when
 ``SAGAKIT_LEARNER`` is set (registered on first use if the server allows it),
-else ``default``. Worker processes started by the course inherit it.
+else ``default``. Worker processes started by the course inherit it. In a
+namespace shared by several learners, the client it returns scopes workflow IDs
+and task queues to the learner (see :class:`~sagakit.course.learner.LearnerScope`).
 
 When the server is gone, every door says so quickly and plainly: :func:`connect`
 raises :class:`~sagakit.course.errors.ServerUnreachable` (naming the address and
@@ -42,6 +44,7 @@ from sagakit._server_watch import (
 from sagakit.course.devserver import DevServer, DevServerConfig, ui_url_of_local_server
 from sagakit.course.errors import ServerUnreachable
 from sagakit.course.learner import (
+    LearnerScope,
     choose_namespace,
     configured_namespace,
     ensure_namespace,
@@ -66,6 +69,7 @@ class _Connection:
     address: str
     namespace: str
     ui_url: str | None
+    scope: LearnerScope | None = None
 
 
 _last: _Connection | None = None
@@ -129,11 +133,17 @@ async def connect(
         raise ConfigurationError(f"timeout must be positive, got {timeout}.")
     profile = configured_profile()
     choice = choose_namespace(configured_namespace(), learner())
+    # In a namespace shared with other learners, the names written in the notebooks get the
+    # learner's prefix; elsewhere the client is exactly the plain one.
+    scope = LearnerScope(choice.learner) if choice.shared and choice.learner else None
     ui_url: str | None
     if profile is None:
         status = await DevServer(server).start()
+        plain: dict[str, Any] = {"target_host": status.address, "namespace": choice.namespace}
+        if scope is not None:
+            plain["interceptors"] = [scope]
         client = await _connect_checked(
-            {"target_host": status.address, "namespace": choice.namespace},
+            plain,
             source="the local dev server",
             timeout=timeout,
             tls=False,
@@ -143,6 +153,8 @@ async def connect(
     else:
         options: dict[str, Any] = dict(profile.to_client_connect_config())
         options["namespace"] = choice.namespace
+        if scope is not None:
+            options["interceptors"] = [*options.get("interceptors", ()), scope]
         address = str(options.get("target_host", ""))
         source = (
             "TEMPORAL_ADDRESS" if os.environ.get("TEMPORAL_ADDRESS") else "your Temporal profile"
@@ -155,7 +167,7 @@ async def connect(
     if not choice.given and choice.learner is not None:
         async with server_errors_explained(client):
             await ensure_namespace(client)
-    _last = _Connection(address, client.namespace, ui_url)
+    _last = _Connection(address, client.namespace, ui_url, scope)
     return client
 
 
@@ -187,18 +199,25 @@ def web_ui_url(
     ``namespace`` defaults to ``client``'s namespace, else that of the client
     :func:`connect` returned last, else ``default``. ``base`` defaults to
     ``$SAGAKIT_UI_URL``, else the Web UI of the dev server that client talks to
-    (its recorded UI port), else the local dev server's default UI.
+    (its recorded UI port), else the local dev server's default UI. For a learner
+    in a shared namespace (that client has a :class:`~sagakit.course.learner.LearnerScope`),
+    the link goes to the learner's workflow: ``lesson-09-happy`` links to
+    ``ada.lesson-09-happy`` (an ID that has the prefix already is kept).
     """
     known = _last
     if client is not None:
         address = client_address(client)
-        known = _Connection(address, client.namespace, _local_ui_url(address))
+        known = _Connection(
+            address, client.namespace, _local_ui_url(address), LearnerScope.of(client)
+        )
     root = (
         base
         or os.environ.get("SAGAKIT_UI_URL")
         or (known.ui_url if known is not None else None)
         or DevServerConfig().ui_url
     ).rstrip("/")
+    if known is not None and known.scope is not None:
+        workflow_id = known.scope.scope(workflow_id)
     space = namespace or (known.namespace if known is not None else None) or "default"
     url = f"{root}/namespaces/{quote(space, safe='')}/workflows/{quote(workflow_id, safe='')}"
     return f"{url}/{run_id}/history" if run_id else url

@@ -18,18 +18,28 @@ The namespace :func:`sagakit.course.connect` uses is, in this order:
 3. ``default`` otherwise: nothing changes for a learner alone on a laptop.
 
 When the instructor's namespace is shared by several learners (one per table,
-say) and ``SAGAKIT_LEARNER`` is set, the names the course's own tooling builds
-(trip runs, the playground, exercise checks) also carry the learner, through
-:func:`scoped`. Names written out in a notebook cell do not; they are safe only
-in a namespace of one's own.
+say) and ``SAGAKIT_LEARNER`` is set, every workflow ID and task queue carries the
+learner: ``lesson-09-happy`` becomes ``ada.lesson-09-happy`` (see :func:`scoped`).
+The names the course's own tooling builds (trip runs, the playground, exercise
+checks) call :func:`scoped` themselves; the names written out in a notebook cell
+are renamed by :class:`LearnerScope`, the client interceptor that
+:func:`sagakit.course.connect` installs in a shared namespace (and only there).
+It renames the workflow ID of every call that names a workflow (start, signal,
+query, update, describe, cancel, terminate, history), the task queue of every
+start, and the task queue that :func:`sagakit.running_worker` and the course's
+worker processes poll, so the notebooks run unchanged (schedules and standalone
+activities get the same treatment). Names already scoped are left alone. Not
+renamed: List Filter queries, Nexus operations, and the IDs and task queues that
+workflow code itself gives child workflows.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import (
@@ -37,7 +47,50 @@ from temporalio.api.workflowservice.v1 import (
     ListWorkflowExecutionsRequest,
     RegisterNamespaceRequest,
 )
-from temporalio.client import Client
+from temporalio.client import (
+    ActivityExecutionDescription,
+    ActivityExecutionOptions,
+    ActivityHandle,
+    AsyncActivityIDReference,
+    BackfillScheduleInput,
+    CancelActivityInput,
+    CancelWorkflowInput,
+    Client,
+    CompleteAsyncActivityInput,
+    CreateScheduleInput,
+    DeleteScheduleInput,
+    DescribeActivityInput,
+    DescribeScheduleInput,
+    DescribeWorkflowInput,
+    FailAsyncActivityInput,
+    FetchWorkflowHistoryEventsInput,
+    HeartbeatAsyncActivityInput,
+    Interceptor,
+    OutboundInterceptor,
+    PauseActivityInput,
+    PauseScheduleInput,
+    QueryWorkflowInput,
+    ReportCancellationAsyncActivityInput,
+    ScheduleActionStartWorkflow,
+    ScheduleDescription,
+    ScheduleHandle,
+    SignalWorkflowInput,
+    StartActivityInput,
+    StartWorkflowInput,
+    StartWorkflowUpdateInput,
+    StartWorkflowUpdateWithStartInput,
+    TerminateActivityInput,
+    TerminateWorkflowInput,
+    TriggerScheduleInput,
+    UnpauseActivityInput,
+    UnpauseScheduleInput,
+    UpdateActivityOptionsInput,
+    UpdateScheduleInput,
+    WorkflowExecutionDescription,
+    WorkflowHandle,
+    WorkflowHistoryEventAsyncIterator,
+    WorkflowUpdateHandle,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagakit._errors import ConfigurationError
@@ -48,6 +101,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "LEARNER_ENV",
     "LEARNER_PATTERN",
+    "LearnerScope",
     "NamespaceChoice",
     "choose_namespace",
     "configured_namespace",
@@ -164,7 +218,8 @@ def scoped(name: str, *, namespace: str | None = None) -> str:
     namespace, names are already private: ``name`` comes back unchanged. In a
     namespace shared by several learners, it is prefixed with the learner's
     name: ``scoped("lesson-09-happy")`` is ``"ada.lesson-09-happy"``. (A learner
-    name has no ``.``, so the prefix can never be mistaken for another's.)
+    name has no ``.``, so the prefix can never be mistaken for another's.) A name
+    that has the prefix already comes back unchanged.
 
     Args:
         name: the name the lesson uses.
@@ -179,7 +234,208 @@ def scoped(name: str, *, namespace: str | None = None) -> str:
     if who is None:
         return name
     space = namespace or choose_namespace(configured_namespace(), who).namespace
-    return name if space == learner_namespace(who) else f"{who}.{name}"
+    return name if space == learner_namespace(who) else _prefixed(who, name)
+
+
+def _prefixed(who: str, name: str) -> str:
+    """``name`` with the prefix ``<who>.``, unless it has it already."""
+    prefix = f"{who}."
+    return name if name.startswith(prefix) else prefix + name
+
+
+class LearnerScope(Interceptor):
+    """A client interceptor that gives the learner's workflow IDs and task queues their prefix.
+
+    :func:`sagakit.course.connect` installs it when ``SAGAKIT_LEARNER`` names a
+    learner who works in a namespace shared with others (never in ``default``
+    without a learner, nor in the learner's own namespace). Every call that names
+    a workflow then uses ``<learner>.<id>``, every start uses the task queue
+    ``<learner>.<task_queue>``, and :meth:`worker_task_queue` tells the workers
+    (:func:`sagakit.running_worker`, the course's worker processes) to poll that
+    queue. A name that has the prefix already is left alone, so the handle that
+    ``start_workflow`` returns (whose ID is scoped) works as it is. Standalone
+    activities and schedules are renamed the same way; List Filter queries,
+    Nexus operations and the names workflow code gives its child workflows are not.
+
+    Args:
+        learner: the learner's name (see :func:`validate_learner`).
+
+    Raises:
+        ConfigurationError: ``learner`` is not a valid learner name.
+    """
+
+    def __init__(self, learner: str) -> None:
+        self.learner = validate_learner(learner)
+        """The learner whose prefix names get."""
+
+    def scope(self, name: str) -> str:
+        """``name`` with the learner's prefix: ``"ada.lesson-09-happy"`` (unchanged if it has it)."""
+        return _prefixed(self.learner, name)
+
+    def worker_task_queue(self, task_queue: str) -> str:
+        """The task queue a worker of this client polls when asked for ``task_queue``."""
+        return self.scope(task_queue)
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        """Wrap the client's calls so that they use the scoped names."""
+        return _ScopedCalls(next, self)
+
+    @staticmethod
+    def of(client: Client) -> LearnerScope | None:
+        """The :class:`LearnerScope` installed on ``client``, or ``None``."""
+        for interceptor in client.config()["interceptors"]:
+            if isinstance(interceptor, LearnerScope):
+                return interceptor
+        return None
+
+    def __repr__(self) -> str:
+        return f"LearnerScope({self.learner!r})"
+
+
+class _ScopedCalls(OutboundInterceptor):
+    """The outbound side of :class:`LearnerScope`: each call with the scoped names."""
+
+    def __init__(self, next: OutboundInterceptor, scope: LearnerScope) -> None:
+        super().__init__(next)
+        self._scope = scope.scope
+
+    # -- workflows
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        s = self._scope
+        return await self.next.start_workflow(
+            replace(input, id=s(input.id), task_queue=s(input.task_queue))
+        )
+
+    async def cancel_workflow(self, input: CancelWorkflowInput) -> None:
+        await self.next.cancel_workflow(replace(input, id=self._scope(input.id)))
+
+    async def describe_workflow(self, input: DescribeWorkflowInput) -> WorkflowExecutionDescription:
+        return await self.next.describe_workflow(replace(input, id=self._scope(input.id)))
+
+    def fetch_workflow_history_events(
+        self, input: FetchWorkflowHistoryEventsInput
+    ) -> WorkflowHistoryEventAsyncIterator:
+        return self.next.fetch_workflow_history_events(replace(input, id=self._scope(input.id)))
+
+    async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+        return await self.next.query_workflow(replace(input, id=self._scope(input.id)))
+
+    async def signal_workflow(self, input: SignalWorkflowInput) -> None:
+        await self.next.signal_workflow(replace(input, id=self._scope(input.id)))
+
+    async def terminate_workflow(self, input: TerminateWorkflowInput) -> None:
+        await self.next.terminate_workflow(replace(input, id=self._scope(input.id)))
+
+    async def start_workflow_update(
+        self, input: StartWorkflowUpdateInput
+    ) -> WorkflowUpdateHandle[Any]:
+        return await self.next.start_workflow_update(replace(input, id=self._scope(input.id)))
+
+    async def start_update_with_start_workflow(
+        self, input: StartWorkflowUpdateWithStartInput
+    ) -> WorkflowUpdateHandle[Any]:
+        # Renamed in place: the client builds the workflow handle from this very object.
+        start = input.start_workflow_input
+        start.id, start.task_queue = self._scope(start.id), self._scope(start.task_queue)
+        return await self.next.start_update_with_start_workflow(input)
+
+    # -- activities completed from outside (by workflow ID) and standalone activities
+
+    async def heartbeat_async_activity(self, input: HeartbeatAsyncActivityInput) -> None:
+        await self.next.heartbeat_async_activity(
+            replace(input, id_or_token=self._by_id(input.id_or_token))
+        )
+
+    async def complete_async_activity(self, input: CompleteAsyncActivityInput) -> None:
+        await self.next.complete_async_activity(
+            replace(input, id_or_token=self._by_id(input.id_or_token))
+        )
+
+    async def fail_async_activity(self, input: FailAsyncActivityInput) -> None:
+        await self.next.fail_async_activity(
+            replace(input, id_or_token=self._by_id(input.id_or_token))
+        )
+
+    async def report_cancellation_async_activity(
+        self, input: ReportCancellationAsyncActivityInput
+    ) -> None:
+        await self.next.report_cancellation_async_activity(
+            replace(input, id_or_token=self._by_id(input.id_or_token))
+        )
+
+    def _by_id(
+        self, id_or_token: AsyncActivityIDReference | bytes
+    ) -> AsyncActivityIDReference | bytes:
+        if isinstance(id_or_token, AsyncActivityIDReference) and id_or_token.workflow_id:
+            return replace(id_or_token, workflow_id=self._scope(id_or_token.workflow_id))
+        return id_or_token
+
+    async def start_activity(self, input: StartActivityInput) -> ActivityHandle[Any]:
+        s = self._scope
+        return await self.next.start_activity(
+            replace(input, id=s(input.id), task_queue=s(input.task_queue))
+        )
+
+    async def cancel_activity(self, input: CancelActivityInput) -> None:
+        await self.next.cancel_activity(replace(input, activity_id=self._scope(input.activity_id)))
+
+    async def terminate_activity(self, input: TerminateActivityInput) -> None:
+        await self.next.terminate_activity(
+            replace(input, activity_id=self._scope(input.activity_id))
+        )
+
+    async def pause_activity(self, input: PauseActivityInput) -> None:
+        await self.next.pause_activity(replace(input, activity_id=self._scope(input.activity_id)))
+
+    async def unpause_activity(self, input: UnpauseActivityInput) -> None:
+        await self.next.unpause_activity(replace(input, activity_id=self._scope(input.activity_id)))
+
+    async def update_activity_options(
+        self, input: UpdateActivityOptionsInput
+    ) -> ActivityExecutionOptions:
+        return await self.next.update_activity_options(
+            replace(input, activity_id=self._scope(input.activity_id))
+        )
+
+    async def describe_activity(self, input: DescribeActivityInput) -> ActivityExecutionDescription:
+        return await self.next.describe_activity(
+            replace(input, activity_id=self._scope(input.activity_id))
+        )
+
+    # -- schedules
+
+    async def create_schedule(self, input: CreateScheduleInput) -> ScheduleHandle:
+        action = input.schedule.action
+        if isinstance(action, ScheduleActionStartWorkflow):
+            action = replace(
+                action, id=self._scope(action.id), task_queue=self._scope(action.task_queue)
+            )
+        schedule = replace(input.schedule, action=action)
+        return await self.next.create_schedule(
+            replace(input, id=self._scope(input.id), schedule=schedule)
+        )
+
+    async def backfill_schedule(self, input: BackfillScheduleInput) -> None:
+        await self.next.backfill_schedule(replace(input, id=self._scope(input.id)))
+
+    async def delete_schedule(self, input: DeleteScheduleInput) -> None:
+        await self.next.delete_schedule(replace(input, id=self._scope(input.id)))
+
+    async def describe_schedule(self, input: DescribeScheduleInput) -> ScheduleDescription:
+        return await self.next.describe_schedule(replace(input, id=self._scope(input.id)))
+
+    async def pause_schedule(self, input: PauseScheduleInput) -> None:
+        await self.next.pause_schedule(replace(input, id=self._scope(input.id)))
+
+    async def trigger_schedule(self, input: TriggerScheduleInput) -> None:
+        await self.next.trigger_schedule(replace(input, id=self._scope(input.id)))
+
+    async def unpause_schedule(self, input: UnpauseScheduleInput) -> None:
+        await self.next.unpause_schedule(replace(input, id=self._scope(input.id)))
+
+    async def update_schedule(self, input: UpdateScheduleInput) -> None:
+        await self.next.update_schedule(replace(input, id=self._scope(input.id)))
 
 
 async def ensure_namespace(client: Client, *, timeout: float = 15.0) -> bool:

@@ -51,6 +51,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from sagakit import SagakitError, sandbox_runner
+from sagakit._worker import _worker_task_queue
 from sagakit.course._polling import poll_until
 
 __all__ = [
@@ -347,7 +348,8 @@ async def start_worker_process(
     child = ChildProcess.start(module, *args, env=child_env)
     try:
         async with server_errors_explained(client):
-            await wait_until_polling(client, task_queue, identity, timeout=timeout, process=child)
+            polled = _worker_task_queue(client, task_queue)  # the child renames it the same way
+            await wait_until_polling(client, polled, identity, timeout=timeout, process=child)
     except BaseException:
         child.kill()
         raise
@@ -432,6 +434,7 @@ async def serve_worker(
 
     opts = options or WorkerOptions()
     client = client or await connect()
+    task_queue = _worker_task_queue(client, task_queue)  # e.g. ada.lesson-09 in a shared namespace
     identity = os.environ.get(IDENTITY_ENV) or f"{task_queue}-{os.getpid()}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
