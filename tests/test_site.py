@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -73,16 +74,22 @@ def _parse(path: Path) -> _Page:
 
 
 def built_site(factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """The course site and its broken links, built once per test session.
+    """The course site and its broken links, built once per test run.
 
-    tests/test_browser.py reads the same build; it is found again through the session's
-    temporary folder (the two test files may hold different copies of this module).
+    tests/test_browser.py reads the same build, possibly from another xdist worker:
+    it lives in the run's shared temporary folder (the parent of each worker's own),
+    and a file lock lets the first worker build it while the other waits for it.
     """
-    base = factory.getbasetemp() / "course-site"
+    own = factory.getbasetemp()
+    shared = own.parent if own.name.startswith("popen-gw") else own
+    base = shared / "course-site"
+    base.mkdir(exist_ok=True)
     out, broken = base / "site", base / "broken-links.txt"
-    if not broken.exists():
-        _written, links = site_tool.build(out, strict=False, work=base / "sources")
-        broken.write_text("".join(f"{link}\n" for link in links), encoding="utf-8")
+    with (base / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not broken.exists():
+            _written, links = site_tool.build(out, strict=False, work=base / "sources")
+            broken.write_text("".join(f"{link}\n" for link in links), encoding="utf-8")
     return out, broken.read_text(encoding="utf-8").splitlines()
 
 
