@@ -17,6 +17,7 @@ from sagakit import ConfigurationError, course
 from sagakit.course.learner import (
     LEARNER_ENV,
     choose_namespace,
+    default_learner,
     learner,
     learner_namespace,
     scoped,
@@ -192,3 +193,47 @@ async def test_run_trip_carries_the_learner_in_a_shared_namespace(
     assert run.outcome == "booked"
     description = await client.get_workflow_handle(run.workflow_id).describe()
     assert description.task_queue == f"{name}.lesson-09"
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3:7233", "class-server.example:7233"])
+def test_a_server_elsewhere_gives_a_learner_without_a_name_one_of_their_own(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", address)
+    name = learner()
+    assert name is not None
+    assert name == default_learner()
+    assert validate_learner(name) == name
+    assert choose_namespace(None, name).namespace == f"learner-{name}"
+    monkeypatch.setenv(LEARNER_ENV, "")  # an explicit "just me"
+    assert learner() is None
+    monkeypatch.setenv(LEARNER_ENV, "ada")
+    assert learner() == "ada"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:7233", "localhost:7233", "[::1]:7233"])
+def test_the_local_dev_server_needs_no_learner(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", address)
+    assert learner() is None
+
+
+@pytest.mark.parametrize(
+    ("user", "host", "expected"),
+    [
+        ("Ada", "Ada-Laptop.local", "ada-ada-laptop"),
+        ("jean_luc", "bridge_01", "jean-luc-bridge-01"),
+        ("x" * 40, "host", "x" * 32),
+        ("élodie", "pc", "lodie-pc"),
+        ("", "", None),
+    ],
+)
+def test_the_default_learner_is_a_valid_name_from_user_and_host(
+    monkeypatch: pytest.MonkeyPatch, user: str, host: str, expected: str | None
+) -> None:
+    monkeypatch.setattr("getpass.getuser", lambda: user)
+    monkeypatch.setattr("socket.gethostname", lambda: host)
+    assert default_learner() == expected
+    if expected is not None:
+        assert validate_learner(expected) == expected

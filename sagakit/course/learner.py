@@ -14,7 +14,9 @@ The namespace :func:`sagakit.course.connect` uses is, in this order:
 1. the one the instructor named (``TEMPORAL_NAMESPACE`` or the profile's
    ``namespace``), used as it is;
 2. ``learner-<name>`` when ``SAGAKIT_LEARNER`` is set (registered on first use
-   when the server allows it, as a dev server does);
+   when the server allows it, as a dev server does); when it is unset and the
+   server is on another machine, ``<name>`` defaults to the user and host names
+   (:func:`default_learner`), so a class never shares ``default`` by accident;
 3. ``default`` otherwise: nothing changes for a learner alone on a laptop.
 
 When the instructor's namespace is shared by several learners (one per table,
@@ -35,8 +37,11 @@ workflow code itself gives child workflows.
 
 from __future__ import annotations
 
+import getpass
+import ipaddress
 import os
 import re
+import socket
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -105,6 +110,7 @@ __all__ = [
     "NamespaceChoice",
     "choose_namespace",
     "configured_namespace",
+    "default_learner",
     "ensure_namespace",
     "learner",
     "learner_namespace",
@@ -146,13 +152,53 @@ def validate_learner(name: str) -> str:
 
 
 def learner() -> str | None:
-    """The learner named by ``SAGAKIT_LEARNER``, or ``None`` when it is unset or empty.
+    """The learner: ``SAGAKIT_LEARNER``, else a default on a shared server, else ``None``.
+
+    - ``SAGAKIT_LEARNER`` set to a name: that name (validated).
+    - ``SAGAKIT_LEARNER`` set but empty: ``None``, on any server (an explicit "just me").
+    - unset, with a server configured elsewhere than this machine (``TEMPORAL_ADDRESS``
+      or a profile naming a host that is not loopback): :func:`default_learner`, so
+      a learner who forgot to choose a name still gets a namespace of their own.
+    - unset otherwise (the local dev server): ``None``, so every name and output
+      stays as the notebooks show them.
 
     Raises:
-        ConfigurationError: the name is not valid (see :func:`validate_learner`).
+        ConfigurationError: the name is not valid (see :func:`validate_learner`), or
+            the Temporal configuration cannot be read.
     """
-    name = os.environ.get(LEARNER_ENV, "").strip()
-    return validate_learner(name) if name else None
+    raw = os.environ.get(LEARNER_ENV)
+    if raw is not None:
+        name = raw.strip()
+        return validate_learner(name) if name else None
+    profile = configured_profile()
+    if profile is None or not profile.address or _on_this_machine(profile.address):
+        return None
+    return default_learner()
+
+
+def default_learner() -> str | None:
+    """A learner name made from the user and host names (``ada-laptop-7``), or ``None``.
+
+    Lowercased, every run of other characters turned into one ``-``, cut to 32
+    characters; ``None`` if nothing is left.
+    """
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in the environment or the password database
+        user = ""
+    host = socket.gethostname().split(".")[0]
+    name = re.sub(r"[^a-z0-9]+", "-", f"{user}-{host}".lower())[:32].strip("-")
+    return name or None
+
+
+def _on_this_machine(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]").lower()
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def learner_namespace(name: str) -> str:
