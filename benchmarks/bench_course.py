@@ -104,8 +104,12 @@ def _first_lines(path: Path) -> list[str]:
     return lines
 
 
-def run_nbval(notebooks: list[Path]) -> tuple[float, bool, list[Cell]]:
-    """Run the notebooks under nbval once; return wall seconds, success and every cell."""
+def run_nbval(notebooks: list[Path], *, workers: str = "auto") -> tuple[float, bool, list[Cell]]:
+    """Run the notebooks under nbval once; return wall seconds, success and every cell.
+
+    ``workers`` is pytest-xdist's ``-n`` (``"auto"``, as ``make test`` runs; ``"0"``: one
+    process and one dev server, the least overhead for a notebook or two).
+    """
     with tempfile.TemporaryDirectory(prefix="bench-course-") as tmp:
         report = Path(tmp) / "junit.xml"
         elapsed = common.timer()
@@ -119,6 +123,7 @@ def run_nbval(notebooks: list[Path]) -> tuple[float, bool, list[Cell]]:
                 "no:cacheprovider",
                 "-q",
                 f"--junitxml={report}",
+                f"--numprocesses={workers}",
             ],
             cwd=common.ROOT,
             capture_output=True,
@@ -185,11 +190,18 @@ async def time_server_start() -> tuple[float, float]:
 
 
 async def measure(
-    notebooks: list[Path] | None = None, *, server_starts: int = 3, slowest: int = 5
+    notebooks: list[Path] | None = None,
+    *,
+    server_starts: int = 3,
+    slowest: int = 5,
+    workers: str = "auto",
 ) -> CourseResult:
-    """Run nbval once over ``notebooks`` (default: all), then time ``server_starts`` starts."""
+    """Run nbval once over ``notebooks`` (default: all), then time ``server_starts`` starts.
+
+    ``workers``: pytest-xdist's ``-n`` for the nbval run (see :func:`run_nbval`).
+    """
     paths = notebooks or lesson_notebooks()
-    total, passed, cells = await asyncio.to_thread(run_nbval, paths)
+    total, passed, cells = await asyncio.to_thread(run_nbval, paths, workers=workers)
     rows = []
     for path in paths:
         mine = [c for c in cells if c.notebook == path.name]
