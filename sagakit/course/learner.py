@@ -227,7 +227,7 @@ class NamespaceChoice:
     """The namespace to connect to."""
 
     learner: str | None
-    """The learner from ``SAGAKIT_LEARNER``, or ``None``."""
+    """The learner (see :func:`learner`), or ``None``."""
 
     given: bool
     """Whether the instructor named it (``TEMPORAL_NAMESPACE`` or a profile)."""
