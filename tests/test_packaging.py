@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import inspect
 import json
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
 
 import sagakit
 from sagakit._worker import CORE_MODULES
@@ -89,6 +91,23 @@ def test_the_installed_versions_are_the_locked_ones() -> None:
         if installed != pins[name]:
             wrong[name] = f"{installed}, locked {pins[name]}"
     assert wrong == {}, "run `make setup` (it installs with -c constraints.txt)"
+
+
+def test_every_locked_version_installs_on_the_oldest_supported_python() -> None:
+    """A pin that needs a newer Python than requires-python breaks `make setup` there.
+
+    (soupsieve 4.1.3, Requires-Python >= 3.11.5, did so on Debian's Python 3.11.2.)
+    """
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floor = re.fullmatch(r">=(\d+\.\d+)", project["requires-python"])
+    assert floor, "requires-python is not of the form >=X.Y"
+    oldest = f"{floor.group(1)}.0"
+    needs_newer = {}
+    for name in _locked():
+        wants = importlib.metadata.metadata(name).json.get("requires_python")
+        if wants and oldest not in SpecifierSet(wants):
+            needs_newer[name] = wants
+    assert needs_newer == {}, f"these pins need a newer Python than {oldest}: run `make lock`"
 
 
 def test_every_install_path_uses_the_lock() -> None:

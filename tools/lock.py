@@ -27,6 +27,10 @@ LOCK = ROOT / "constraints.txt"
 EXTRAS = ("course", "test", "site")
 # The project itself (installed editable) and pip's own tools are never pinned here.
 UNPINNED = {"sagakit", "pip", "setuptools", "wheel"}
+# Resolve for the oldest Python the project supports (requires-python >= 3.11), not the one
+# running this: a pin that needs 3.11.5 broke `make setup` on Debian's Python 3.11.2.
+# pip takes "3.11" as 3.11.0 when it checks a package's Requires-Python.
+FLOOR_PYTHON = "3.11"
 
 HEADER = """\
 # Exact versions for sagakit[{extras}]: every install path uses it as `pip install -c constraints.txt`.
@@ -56,7 +60,7 @@ def constraints_from_report(report: dict[str, Any]) -> str:
     environment = report.get("environment", {})
     header = HEADER.format(
         extras=",".join(EXTRAS),
-        python=environment.get("python_version", "?"),
+        python=f"{FLOOR_PYTHON} and later",
         system=environment.get("sys_platform", "?"),
     )
     return header + "".join(
@@ -77,6 +81,9 @@ def resolve() -> dict[str, Any]:
                 "--quiet",
                 "--dry-run",
                 "--ignore-installed",
+                "--python-version",
+                FLOOR_PYTHON,
+                "--only-binary=:all:",  # pip's condition for --python-version
                 "--report",
                 str(report),
                 "-e",
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(text)
     changed = [line for line in text.splitlines() if line not in old.splitlines()]
     print(f"wrote {args.out.name}: {len(text.splitlines())} lines, {len(changed)} new or changed")
-    print(f"(resolved with Python {platform.python_version()})")
+    print(f"(resolved for Python {FLOOR_PYTHON} and later, on {platform.python_version()})")
     if changed:
         print("Versions changed: re-run the notebooks with `make notebooks`, then `make test`.")
     return 0
