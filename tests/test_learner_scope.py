@@ -12,12 +12,18 @@ import asyncio
 import contextlib
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 
 import sagakit.course.client
@@ -140,13 +146,13 @@ async def test_updates_signals_and_queries_reach_the_learners_own_workflow(
                 assert left == 10 - seats  # a fresh concert of the learner's own
                 assert (await start.workflow_handle()).id.endswith(f".{workflow_id}")
             for seats, client in zip((3, 1), clients.values(), strict=True):
-                handle = client.get_workflow_handle_for(ConcertWorkflow.run, workflow_id)
+                handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
                 assert await handle.execute_update(ConcertWorkflow.reserve, 1) == 9 - seats
                 await handle.signal(ConcertWorkflow.reserve_later, 2)
                 assert await handle.query(ConcertWorkflow.seats_left) == 7 - seats
                 await handle.signal(ConcertWorkflow.close)
-            outcomes = [
-                await client.get_workflow_handle_for(ConcertWorkflow.run, workflow_id).result()
+            outcomes: list[str] = [
+                await client.get_workflow_handle(workflow_id).result()
                 for client in clients.values()
             ]
     assert outcomes == ["6 of 10 seats sold", "4 of 10 seats sold"]
