@@ -86,12 +86,8 @@ async def test_a_killed_worker_loses_nothing_mid_step_or_mid_compensation(
         )
         try:
             handles = {
-                # An undo whose worker was killed is retried after its timeout: 2 s, not 30.
                 trip: await client.start_workflow(
-                    TripSagaWorkflow.run,
-                    TripSagaInput(trip, undo_timeout_s=2.0),
-                    id=trip,
-                    task_queue=task_queue,
+                    TripSagaWorkflow.run, TripSagaInput(trip), id=trip, task_queue=task_queue
                 )
                 for trip in (a, b, c, d)
             }

@@ -17,7 +17,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -74,9 +73,6 @@ class TripSagaInput:
     """First wait between attempts, in seconds (doubling, at most 1 s)."""
     undo_attempts: int = 0
     """Attempts per undo before the saga waits for an operator; 0 keeps sagakit's default policy."""
-    undo_timeout_s: float = 0.0
-    """Start-to-close timeout of each undo, in seconds; 0 keeps sagakit's default (30 s). An
-    undo whose worker died is retried after it."""
 
 
 @workflow.defn
@@ -102,9 +98,7 @@ class TripSagaWorkflow:
             (TripActivities.cancel_flight, TripActivities.book_flight),
             (TripActivities.cancel_excursion, TripActivities.book_excursion),
         )
-        undo_options: dict[str, Any] = {}
-        if trip.undo_timeout_s:
-            undo_options["start_to_close_timeout"] = timedelta(seconds=trip.undo_timeout_s)
+        undo_options = {}
         if trip.undo_attempts:
             undo_options["retry_policy"] = RetryPolicy(
                 initial_interval=timedelta(seconds=trip.retry_interval_s),
