@@ -33,6 +33,7 @@ import sagakit.course.client
 from sagakit import course
 from sagakit.course.devserver import DevServer, DevServerConfig
 from sagakit.course.errors import ServerStartError
+from sagakit.course.learner import LEARNER_ENV
 from tests.helpers import free_port
 
 _session_server: DevServer | None = None
@@ -73,6 +74,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _session_server is not None:
         _session_server.stop()
         shutil.rmtree(_session_server.config.data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def no_learner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start as a learner alone on a laptop: no learner, no instructor namespace."""
+    monkeypatch.delenv(LEARNER_ENV, raising=False)
+    monkeypatch.delenv("TEMPORAL_NAMESPACE", raising=False)
+    monkeypatch.setattr(sagakit.course.client, "_last", None)
 
 
 @pytest.fixture

@@ -10,6 +10,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -73,3 +78,18 @@ def load_tool(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+async def pollers(client: Client, task_queue: str, *, namespace: str | None = None) -> list[str]:
+    """The identities of the workers that recently polled ``task_queue`` for workflow tasks.
+
+    ``namespace`` defaults to the client's.
+    """
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=namespace or client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return [poller.identity for poller in response.pollers]

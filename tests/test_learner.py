@@ -6,13 +6,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 
-import sagakit.course.client
 from sagakit import ConfigurationError, course
 from sagakit.course.learner import (
     LEARNER_ENV,
@@ -25,14 +22,9 @@ from sagakit.course.learner import (
 )
 from sagakit.course.playground import TripChoice, run_trip
 from sagakit.course.processes import start_worker_process
+from tests.helpers import pollers
 
-
-@pytest.fixture(autouse=True)
-def no_learner(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts as a learner alone on a laptop: no learner, no instructor namespace."""
-    monkeypatch.delenv(LEARNER_ENV, raising=False)
-    monkeypatch.delenv("TEMPORAL_NAMESPACE", raising=False)
-    monkeypatch.setattr(sagakit.course.client, "_last", None)
+pytestmark = pytest.mark.usefixtures("no_learner")
 
 
 def a_learner() -> str:
@@ -152,17 +144,6 @@ async def test_two_learners_with_the_same_workflow_id_do_not_terminate_each_othe
             await handle.terminate()
 
 
-async def _pollers(client: Client, namespace: str, task_queue: str) -> list[str]:
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    return [poller.identity for poller in response.pollers]
-
-
 async def test_a_worker_process_polls_in_the_learners_namespace(
     monkeypatch: pytest.MonkeyPatch, task_queue: str
 ) -> None:
@@ -172,8 +153,10 @@ async def test_a_worker_process_polls_in_the_learners_namespace(
         client, "sagakit.course.lessons.durable", "worker", task_queue, task_queue=task_queue
     )
     try:
-        assert await _pollers(client, client.namespace, task_queue)  # it polls here ...
-        assert await _pollers(client, "default", task_queue) == []  # ... and not in default
+        assert await pollers(client, task_queue)  # it polls here ...
+        assert (
+            await pollers(client, task_queue, namespace="default") == []
+        )  # ... and not in default
     finally:
         child.terminate()
 

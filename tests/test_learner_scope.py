@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -26,21 +23,15 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 
-import sagakit.course.client
 from sagakit import course, running_worker
 from sagakit.course.learner import LEARNER_ENV, LearnerScope
 from sagakit.course.lessons.durable import ORDER_STEPS, OrderInput, OrderWorkflow, create_step_log
 from sagakit.course.lessons.longlived import ConcertInput, ConcertWorkflow
 from sagakit.course.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
 from sagakit.course.processes import start_worker_process
+from tests.helpers import pollers
 
-
-@pytest.fixture(autouse=True)
-def no_learner(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts as a learner alone on a laptop: no learner, no instructor namespace."""
-    monkeypatch.delenv(LEARNER_ENV, raising=False)
-    monkeypatch.delenv("TEMPORAL_NAMESPACE", raising=False)
-    monkeypatch.setattr(sagakit.course.client, "_last", None)
+pytestmark = pytest.mark.usefixtures("no_learner")
 
 
 async def connect_as(
@@ -56,18 +47,6 @@ async def connect_as(
     else:
         monkeypatch.setenv("TEMPORAL_NAMESPACE", namespace)
     return await course.connect()
-
-
-async def pollers(client: Client, task_queue: str) -> list[str]:
-    """The identities of the workers that recently polled ``task_queue`` (workflow tasks)."""
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    return [poller.identity for poller in response.pollers]
 
 
 async def test_two_learners_run_the_same_cell_side_by_side(
