@@ -42,17 +42,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "tools") not in sys.path:
     sys.path.insert(0, str(ROOT / "tools"))
 
+from navigation import LESSON_NAME, NAV_KEY, is_navigation  # noqa: E402
+from navigation import SOLUTIONS as SOLUTIONS_FOLDER  # noqa: E402
+
 NOTEBOOKS = ROOT / "notebooks"
-SOLUTIONS = NOTEBOOKS / "solutions"
-SOLUTIONS_FOLDER = "solutions"
+SOLUTIONS = NOTEBOOKS / SOLUTIONS_FOLDER
 
 EXERCISE_TAG = "exercise"
 CHECK_TAG = "exercise-check"
-NAV_KEY = "course_navigation"
 LINK_KEY = "solution_link"
 """``metadata.sagakit.solution_link``: marks the generated cell that points at the solution."""
 
-_LESSON_NAME = re.compile(r"^(\d\d[a-z]?)-[\w-]+\.ipynb$")
 _MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
 _EXTERNAL = re.compile(r"^([a-z][a-z0-9+.-]*:|#|/)", re.I)
 
@@ -73,14 +73,6 @@ class EditionError(Exception):
 def tags(cell: NotebookNode) -> list[str]:
     """The cell's tags (``[]`` when it has none)."""
     return list(cell.get("metadata", {}).get("tags", []))
-
-
-def is_navigation(cell: NotebookNode) -> bool:
-    """True for a navigation cell written by ``tools/navigation.py``."""
-    return cell.cell_type == "markdown" and (
-        NAV_KEY in cell.get("metadata", {})
-        or cell.source.lstrip().startswith("<!-- course-navigation:")
-    )
 
 
 def starter(cell: NotebookNode) -> str:
@@ -188,7 +180,7 @@ def drift(solved_path: Path, learner_path: Path) -> list[str]:
 
 def solved_editions(numbers: Sequence[str] = ()) -> list[Path]:
     """The solved editions under ``notebooks/solutions/`` (only ``numbers`` when given)."""
-    found = sorted(p for p in SOLUTIONS.glob("*.ipynb") if _LESSON_NAME.match(p.name))
+    found = sorted(p for p in SOLUTIONS.glob("*.ipynb") if LESSON_NAME.match(p.name))
     return [p for p in found if not numbers or p.name[:2] in numbers]
 
 
@@ -210,7 +202,7 @@ def adopt(number: str) -> Path:
     Raises:
         EditionError: there is no such lesson, it has no exercise cell, or it was adopted already.
     """
-    matches = [p for p in NOTEBOOKS.glob(f"{number}-*.ipynb") if _LESSON_NAME.match(p.name)]
+    matches = [p for p in NOTEBOOKS.glob(f"{number}-*.ipynb") if LESSON_NAME.match(p.name)]
     if len(matches) != 1:
         raise EditionError(f"no single notebooks/{number}-*.ipynb: {matches}")
     source = matches[0]

@@ -64,7 +64,8 @@ NAV_MARKER = "<!-- course-navigation:{where} -->"
 TERMS_KEY = "course_glossary"
 TERMS_MARKER = "<!-- glossary:terms -->"
 
-_LESSON_NAME = re.compile(r"^(\d\d)([a-z]?)-[\w-]+\.ipynb$")
+LESSON_NAME = re.compile(r"^(\d\d)([a-z]?)-[\w-]+\.ipynb$")
+"""A lesson's file name: its number, an optional letter, words (``07a-activity-timeouts.ipynb``)."""
 _TITLE = re.compile(r"^#\s+(.+?)\s*$", re.M)
 _MINUTES = re.compile(r"about\s+(\d+)\s+minutes", re.I)
 _PART_TITLES = {
@@ -118,7 +119,8 @@ def _is_generated(cell: dict[str, Any], key: str, marker: str) -> bool:
     )
 
 
-def _is_nav(cell: dict[str, Any]) -> bool:
+def is_navigation(cell: dict[str, Any]) -> bool:
+    """True for a navigation cell this tool writes (its metadata key, or its marker)."""
     return _is_generated(cell, NAV_KEY, "<!-- course-navigation:")
 
 
@@ -133,13 +135,13 @@ def read_lesson(path: Path) -> Lesson:
     Raises:
         NavigationError: the first cell has no ``#`` title, or a lesson gives no minutes.
     """
-    match = _LESSON_NAME.match(path.name)
+    match = LESSON_NAME.match(path.name)
     if not match:
         raise NavigationError(
             f"{path.name}: lesson files are named NN-words.ipynb (or NNa-words.ipynb)"
         )
     notebook = _read(path)
-    first = next((c for c in notebook["cells"] if not _is_nav(c)), None)
+    first = next((c for c in notebook["cells"] if not is_navigation(c)), None)
     text = _source(first) if first is not None and first["cell_type"] == "markdown" else ""
     title_match = _TITLE.search(text)
     if not title_match:
@@ -163,7 +165,7 @@ def read_lesson(path: Path) -> Lesson:
 
 
 def _lesson_order(path: Path) -> tuple[int, str, str]:
-    match = _LESSON_NAME.match(path.name)
+    match = LESSON_NAME.match(path.name)
     assert match is not None
     return int(match.group(1)), match.group(2), path.name
 
@@ -175,7 +177,7 @@ def lessons(folder: Path | None = None) -> list[Lesson]:
     other sub-folder) are never lessons. ``folder`` defaults to ``NOTEBOOKS`` (read at call time).
     """
     folder = NOTEBOOKS if folder is None else folder
-    paths = [p for p in folder.glob("*.ipynb") if p.is_file() and _LESSON_NAME.match(p.name)]
+    paths = [p for p in folder.glob("*.ipynb") if p.is_file() and LESSON_NAME.match(p.name)]
     return [read_lesson(p) for p in sorted(paths, key=_lesson_order)]
 
 
@@ -214,7 +216,7 @@ def exercises(folder: Path | None = None) -> list[Exercise]:
     folder = NOTEBOOKS if folder is None else folder
     found = []
     for path in sorted((folder / "exercises").glob("*-practice.ipynb")):
-        cells = [c for c in _read(path)["cells"] if not _is_nav(c)]
+        cells = [c for c in _read(path)["cells"] if not is_navigation(c)]
         text = _source(cells[0]) if cells else ""
         title_match = _TITLE.search(text)
         title = title_match.group(1) if title_match else path.stem
@@ -368,7 +370,7 @@ def glossary_terms_source() -> str:
 def framed_cells(course: Sequence[Lesson], position: int) -> list[dict[str, Any]]:
     """The cells of ``course[position]`` with fresh navigation (and glossary) cells."""
     lesson = course[position]
-    cells = [c for c in _read(lesson.path)["cells"] if not _is_nav(c)]
+    cells = [c for c in _read(lesson.path)["cells"] if not is_navigation(c)]
     if lesson.name == GLOSSARY:
         for cell in cells:
             if _is_generated(cell, TERMS_KEY, TERMS_MARKER):
