@@ -38,7 +38,6 @@ workflow code itself gives child workflows.
 from __future__ import annotations
 
 import getpass
-import ipaddress
 import os
 import re
 import socket
@@ -99,6 +98,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagakit._errors import ConfigurationError
+from sagakit._net import is_loopback, parse_address
 from sagakit.course._polling import poll_until
 from sagakit.course.profile import configured_profile
 
@@ -171,9 +171,18 @@ def learner() -> str | None:
         name = raw.strip()
         return validate_learner(name) if name else None
     profile = configured_profile()
-    if profile is None or not profile.address or _on_this_machine(profile.address):
+    if profile is None or not _elsewhere(profile.address):
         return None
     return default_learner()
+
+
+def _elsewhere(address: str | None) -> bool:
+    """Whether ``address`` names a server on another machine."""
+    try:
+        host, _port = parse_address(address or "")
+    except ConfigurationError:
+        return False  # connect() says what is wrong with it, naming where it came from
+    return not is_loopback(host)
 
 
 def default_learner() -> str | None:
@@ -189,16 +198,6 @@ def default_learner() -> str | None:
     host = socket.gethostname().split(".")[0]
     name = re.sub(r"[^a-z0-9]+", "-", f"{user}-{host}".lower())[:32].strip("-")
     return name or None
-
-
-def _on_this_machine(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]").lower()
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def learner_namespace(name: str) -> str:
