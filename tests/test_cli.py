@@ -470,6 +470,17 @@ def test_doctor_explains_a_bad_temporal_address(tmp_path: Path, address: str, de
     assert detail in result.stdout
 
 
+def test_doctor_blames_a_bad_learner_name_not_the_address(tmp_path: Path) -> None:
+    # The address is fine; the learner name is not, and connect() refuses it first.
+    env = {"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "SAGAKIT_LEARNER": "Ada L"}
+    result = run_cli("doctor", "--data-dir", str(tmp_path), env=env)
+    assert result.returncode == 1, result.stdout
+    server = [line for line in result.stdout.splitlines() if line.startswith("✗ server")]
+    assert server, result.stdout
+    assert "is not valid" not in server[0]
+    assert "SAGAKIT_LEARNER='Ada L' is not a valid learner name" in result.stdout
+
+
 def test_the_start_command_a_learner_is_told_fits_the_port() -> None:
     assert start_command(7233).startswith("`make server-start`")
     assert start_command(7300) == "`python -m sagakit server start --port 7300`"

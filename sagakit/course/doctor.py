@@ -109,9 +109,7 @@ async def _configured_server(address: str) -> DoctorCheck:
     try:
         await connect(timeout=5.0)
     except ConfigurationError as err:
-        return DoctorCheck(
-            "server", "fail", f"configured address {address!r} is not valid", str(err)
-        )
+        return DoctorCheck("server", "fail", f"cannot connect to {address} as configured", str(err))
     except SagakitError as err:
         return DoctorCheck(
             "server", "fail", f"configured server {address} does not answer", str(err)
