@@ -108,6 +108,33 @@ async def test_workflows_survive_a_server_restart(config: DevServerConfig) -> No
     )
 
 
+async def test_a_killed_server_keeps_what_it_committed(config: DevServerConfig) -> None:
+    """The state file is a write-ahead log: a server killed outright loses no finished run."""
+    server = DevServer(config)
+    status = await server.start()
+    assert status.pid is not None
+    client = await Client.connect(status.address, runtime=quiet_runtime())
+    workflow_id = f"killed-{uuid.uuid4()}"
+    async with running_worker(
+        client, task_queue="persist", workflows=[WelcomeWorkflow], activities=[compose_greeting]
+    ):
+        await client.execute_workflow(
+            WelcomeWorkflow.run, Greeting("Kai"), id=workflow_id, task_queue="persist"
+        )
+    # SQLite's header says which journal a file uses: byte 18 is 2 for a write-ahead log.
+    assert config.db_path.read_bytes()[18] == 2, "the state file is not in WAL mode"
+    process = psutil.Process(status.pid)
+    process.kill()  # no shutdown: nothing is flushed on the way out
+    process.wait(timeout=10)
+
+    status = await server.start()
+    assert status.started_here
+    client = await Client.connect(status.address, runtime=quiet_runtime())
+    assert await client.get_workflow_handle(workflow_id).result() == (
+        "Welcome to Sagas in Practice, Kai!"
+    )
+
+
 async def test_port_held_by_another_program(tmp_path: Path, squatter: socket.socket) -> None:
     port = squatter.getsockname()[1]
     cfg = DevServerConfig(port=port, data_dir=tmp_path, probe_timeout=1)

@@ -529,6 +529,11 @@ class DevServer:
             "--port", str(cfg.port),
             "--ui-port", str(cfg.effective_ui_port),
             "--db-filename", str(cfg.db_path.absolute()),
+            # SQLite's write-ahead log: a commit survives the server being killed (only an
+            # OS crash can lose the last few), and workflows run about twice as fast as with
+            # the default rollback journal, which syncs the file on every commit.
+            "--sqlite-pragma", "journal_mode=wal",
+            "--sqlite-pragma", "synchronous=normal",
             "--ui-disable-news-fetch",
             "--log-level", "error",
         ]  # fmt: skip
