@@ -237,6 +237,18 @@ async def test_exercise_solution_passes(client: Client, task_queue: str, tmp_pat
     assert str(sum(COUNTER_AMOUNTS)) in lines[0]
 
 
+async def test_exercise_that_continues_as_new_too_late_is_wrong(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    solution, _ = _exercise_sources()
+    late = solution.replace("> counter.max_events", "> 2 * counter.max_events")
+    assert late != solution
+    lines = await check_counter(client, _module(tmp_path, late), task_queue=task_queue)
+    assert len(lines) == 1
+    assert lines[0].startswith("✗ One run grew to"), lines
+    assert "continue as new as soon as it passes" in lines[0]
+
+
 async def test_exercise_starter_is_not_done_yet(
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:

@@ -570,10 +570,10 @@ class DevServer:
     async def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
         cfg = self.config
         deadline = time.monotonic() + cfg.ready_timeout
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             if process.poll() is not None:
                 raise self._exit_error(process.returncode)
-            if await _temporal_answers(cfg.host, cfg.port, 2.0):
+            if await _temporal_answers(cfg.host, cfg.port, min(2.0, left)):
                 return
             await asyncio.sleep(0.05)
         raise ServerStartError(
