@@ -66,7 +66,12 @@ def nbval(learner: str) -> subprocess.Popen[str]:
             NOTEBOOK,
         ],
         cwd=ROOT,
-        env={**os.environ, LEARNER_ENV: learner},
+        # Options given to the outer run (PYTEST_ADDOPTS) are not this run's: "-n 3" there
+        # would spread one learner's notebook over three processes.
+        env={
+            **{k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
+            LEARNER_ENV: learner,
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
