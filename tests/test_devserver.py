@@ -247,14 +247,17 @@ async def test_giving_up_on_a_slow_start_does_not_block_the_event_loop(tmp_path:
 
     beat = asyncio.create_task(heartbeat())
     try:
-        with pytest.raises(ServerStartError, match=r"did not accept clients within 0\.05s"):
-            await DevServer(config).start()
+        try:
+            with pytest.raises(ServerStartError, match=r"did not accept clients within 0\.05s"):
+                await DevServer(config).start()
+        finally:
+            done = True
+            await beat
+        assert worst < 0.5, f"the event loop was blocked for {worst:.2f}s while the server stopped"
+        assert _spawned_server(config) is None
+        assert not config.pid_path.exists()
     finally:
-        done = True
-        await beat
-    assert worst < 0.5, f"the event loop was blocked for {worst:.2f}s while the server stopped"
-    assert _spawned_server(config) is None
-    assert not config.pid_path.exists()
+        DevServer(config).stop()  # a start that succeeded after all leaves no server behind
 
 
 async def test_port_bound_but_not_listening_is_named_not_blamed_on_the_state_file(
