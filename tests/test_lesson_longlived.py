@@ -31,6 +31,7 @@ from sagakit.course.lessons.longlived import (
     ReportWorkflow,
     TourInput,
     TourWorkflow,
+    _handled,
     check_counter,
     insure_parcel,
     pack_parcel,
@@ -247,6 +248,17 @@ async def test_exercise_that_continues_as_new_too_late_is_wrong(
     assert len(lines) == 1
     assert lines[0].startswith("✗ One run grew to"), lines
     assert "continue as new as soon as it passes" in lines[0]
+
+
+async def test_the_check_stops_pacing_signals_for_a_task_that_stays_pending(
+    client: Client, task_queue: str
+) -> None:
+    """No worker polls this queue: the first task stays pending, and the wait gives up."""
+    handle = await client.start_workflow("Counter", id=f"{task_queue}-stuck", task_queue=task_queue)
+    try:
+        assert await _handled(handle, wait=0.3) is False
+    finally:
+        await handle.terminate()
 
 
 async def test_exercise_starter_is_not_done_yet(

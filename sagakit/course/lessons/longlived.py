@@ -540,9 +540,10 @@ async def check_counter(
             run_timeout=timedelta(seconds=30),
         )
         first_run = handle.result_run_id or ""
+        paced = True  # until a task stays pending (a broken counter): then wait no more
         for amount in COUNTER_AMOUNTS:
             await handle.signal("add", amount)
-            await _handled(handle)
+            paced = paced and await _handled(handle)
         await handle.signal("finish")
         try:
             result: Any = await asyncio.wait_for(handle.result(), timeout=15)
@@ -584,19 +585,21 @@ async def check_counter(
     ]
 
 
-async def _handled(handle: WorkflowHandle[Any, Any], wait: float = 2.0) -> None:
+async def _handled(handle: WorkflowHandle[Any, Any], wait: float = 2.0) -> bool:
     """Wait (up to ``wait`` seconds) until the workflow has no workflow task pending.
 
     Sent one after another, several Signals could land in one workflow task, and how many
     would depend on the machine's speed; waiting gives each Signal a task of its own, so
-    every run's History is as long on a laptop as on a loaded server.
+    every run's History is as long on a laptop as on a loaded server. Returns whether it
+    got there in time.
     """
     deadline = asyncio.get_running_loop().time() + wait
     while asyncio.get_running_loop().time() < deadline:
         description = await handle.describe()
         if not description.raw_description.HasField("pending_workflow_task"):
-            return
+            return True
         await asyncio.sleep(0.01)
+    return False
 
 
 async def _tasks_past(client: Client, workflow_id: str, run_id: str, limit: int) -> int:
