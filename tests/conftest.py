@@ -32,7 +32,7 @@ from temporalio.client import Client
 import sagakit.course.client
 from sagakit import course
 from sagakit.course.devserver import DevServer, DevServerConfig
-from sagakit.course.errors import ServerStartError
+from sagakit.course.errors import PortInUseError, ServerStartError
 from sagakit.course.learner import LEARNER_ENV
 from tests.helpers import free_port
 
@@ -47,14 +47,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     data_dir = Path(tempfile.mkdtemp(prefix="sagakit-test-server-"))
     # A port found free can be taken before the server binds it (other test processes
-    # start servers too): then the server exits at once, and a fresh port is tried.
+    # start servers too, each listening on a few more ports of the ephemeral range): then
+    # the server exits at once, and a fresh port is tried.
     for attempt in range(3):
         port = free_port()
         server = DevServer(DevServerConfig(port=port, ui_port=port + 1000, data_dir=data_dir))
         try:
             asyncio.run(server.start())
             break
-        except ServerStartError:
+        except (ServerStartError, PortInUseError):
             if attempt == 2:
                 raise
     _session_server = server

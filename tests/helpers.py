@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -19,13 +20,35 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (and whose +1000 is free too)."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now (and whose +1000 is free too).
+
+    Picked below the ephemeral range, where the system hands out no port by itself: every
+    dev server also listens on a few ports the system picks (its internal services), and a
+    port found by binding to port 0, or its +1000 for the Web UI, could be one of them by
+    the time a server of ours starts. From 10000 up: the learner's 7233 and 8233 are never
+    picked.
+    """
+    ephemeral_low = _ephemeral_range_start()
     while True:
+        port = _random.randrange(10_000, ephemeral_low - 1000)
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port + 1000 <= 65535 and not _listening(port + 1000):
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if not _listening(port) and not _listening(port + 1000):
             return port
+
+
+_random = random.SystemRandom()
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default; macOS starts at 49152
+    return max(low, 12_000)
 
 
 def _listening(port: int) -> bool:
