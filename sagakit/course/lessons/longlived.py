@@ -33,7 +33,7 @@ from sagakit import Saga
 from sagakit.course.services.activities import TripActivities, TripRequest
 
 if TYPE_CHECKING:
-    from temporalio.client import Client, WorkflowHandle
+    from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 __all__ = [
     "COUNTER_AMOUNTS",
@@ -159,37 +159,52 @@ async def run_chain(client: Client, workflow_id: str, first_run_id: str) -> list
     A run that continued as new, or failed under a workflow retry policy, names
     its successor in its last event; this reads each run's History in turn.
     """
-    from temporalio.api.common.v1 import Payload
+    return [
+        _summary(run_id, history)
+        for run_id, history in await _run_histories(client, workflow_id, first_run_id)
+    ]
 
-    chain: list[RunSummary] = []
+
+async def _run_histories(
+    client: Client, workflow_id: str, first_run_id: str
+) -> list[tuple[str, WorkflowHistory]]:
+    """Each run's id and History, from ``first_run_id`` along the runs the server started next."""
+    runs: list[tuple[str, WorkflowHistory]] = []
     run_id: str | None = first_run_id
     while run_id:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        activities = []
-        for event in history.events:
-            if event.HasField("activity_task_scheduled_event_attributes"):
-                attrs = event.activity_task_scheduled_event_attributes
-                payloads: list[Payload] = list(attrs.input.payloads)
-                argument = json.loads(payloads[0].data) if payloads else ""
-                if isinstance(argument, dict):
-                    argument = argument.get("trip_id", "…")
-                activities.append(f"{attrs.activity_type.name}({argument})")
-        last = history.events[-1]
-        kind = last.WhichOneof("attributes") or ""
-        next_run = getattr(getattr(last, kind), "new_execution_run_id", "") or None
-        started = history.events[0].workflow_execution_started_event_attributes
-        chain.append(
-            RunSummary(
-                run_id=run_id,
-                events=len(history.events),
-                activities=activities,
-                ended=_event_type(last.event_type),
-                attempt=started.attempt,
-                next_run_id=next_run,
-            )
-        )
-        run_id = next_run
-    return chain
+        runs.append((run_id, history))
+        run_id = _next_run_id(history)
+    return runs
+
+
+def _next_run_id(history: WorkflowHistory) -> str | None:
+    last = history.events[-1]
+    kind = last.WhichOneof("attributes") or ""
+    return getattr(getattr(last, kind), "new_execution_run_id", "") or None
+
+
+def _summary(run_id: str, history: WorkflowHistory) -> RunSummary:
+    from temporalio.api.common.v1 import Payload
+
+    activities = []
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attrs = event.activity_task_scheduled_event_attributes
+            payloads: list[Payload] = list(attrs.input.payloads)
+            argument = json.loads(payloads[0].data) if payloads else ""
+            if isinstance(argument, dict):
+                argument = argument.get("trip_id", "…")
+            activities.append(f"{attrs.activity_type.name}({argument})")
+    started = history.events[0].workflow_execution_started_event_attributes
+    return RunSummary(
+        run_id=run_id,
+        events=len(history.events),
+        activities=activities,
+        ended=_event_type(history.events[-1].event_type),
+        attempt=started.attempt,
+        next_run_id=_next_run_id(history),
+    )
 
 
 def _event_type(value: int) -> str:
@@ -552,7 +567,8 @@ async def check_counter(
             return ["✗ The counter did not finish within 15 s after the finish Signal."]
         except WorkflowFailureError as err:
             return [f"✗ The counter failed: {err.cause}"]
-    chain = await run_chain(client, workflow_id, first_run)
+    histories = await _run_histories(client, workflow_id, first_run)
+    chain = [_summary(run_id, history) for run_id, history in histories]
     lines = []
     if result != expected:
         lines.append(
@@ -568,9 +584,7 @@ async def check_counter(
     # How long a run grows depends on how fast the Signals arrive (several can land in one
     # workflow task), so judge the decision instead: a run must continue as new in the first
     # workflow task that starts with more than max_events events in its History.
-    late = max(
-        [await _tasks_past(client, workflow_id, run.run_id, options.max_events) for run in chain]
-    )
+    late = max(_tasks_past(history, options.max_events) for _, history in histories)
     if late > 1:
         lines.append(
             f"✗ One run grew to {longest} events, {late} workflow tasks past "
@@ -593,21 +607,23 @@ async def _handled(handle: WorkflowHandle[Any, Any], wait: float = 2.0) -> bool:
     every run's History is as long on a laptop as on a loaded server. Returns whether it
     got there in time.
     """
-    deadline = asyncio.get_running_loop().time() + wait
-    while asyncio.get_running_loop().time() < deadline:
+    from sagakit.course._polling import PollTimeout, poll_until
+
+    async def settled() -> bool | None:
         description = await handle.describe()
-        if not description.raw_description.HasField("pending_workflow_task"):
-            return True
-        await asyncio.sleep(0.01)
-    return False
+        return None if description.raw_description.HasField("pending_workflow_task") else True
+
+    try:
+        return await poll_until(settled, timeout=wait, what="no workflow task", interval=0.01)
+    except PollTimeout:
+        return False
 
 
-async def _tasks_past(client: Client, workflow_id: str, run_id: str, limit: int) -> int:
+def _tasks_past(history: WorkflowHistory, limit: int) -> int:
     """How many workflow tasks of a run completed after starting with over ``limit`` events.
 
     A task sees the History as long as its own WorkflowTaskStarted event's id.
     """
-    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
     return sum(
         1
         for event in history.events
