@@ -28,7 +28,11 @@ from temporalio.common import RetryPolicy
 
 from sagakit import Saga
 from sagakit.course.lessons.trip import TripSagaInput
-from sagakit.course.services.activities import TripActivities, TripRequest
+
+# As in the lesson modules: the services are passed through the sandbox, not imported afresh
+# for every run, so the variants compared here pay the same.
+with workflow.unsafe.imports_passed_through():
+    from sagakit.course.services.activities import TripActivities, TripRequest
 
 __all__ = [
     "FanoutInput",

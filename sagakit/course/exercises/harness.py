@@ -44,6 +44,7 @@ from sagakit.course.logs import quiet_expected_failures
 
 __all__ = [
     "NOT_DONE",
+    "PASSED_THROUGH",
     "SCRATCH_FOLDER",
     "CheckLine",
     "CheckResult",
@@ -61,6 +62,18 @@ SCRATCH_FOLDER = "scratch"
 """The folder, next to the exercise notebook, where the learner's modules are saved.
 
 It is in ``.gitignore``: a learner's code never shows up as a change to the course."""
+
+PASSED_THROUGH: tuple[str, ...] = (
+    "sagakit.course.display",
+    "sagakit.course.exercises",
+    "sagakit.course.services",
+)
+"""Course modules that a learner's exercise file imports and that hold no workflow code.
+
+The worker of :func:`run_workflow` passes them through the workflow sandbox: it takes them
+from its own imports instead of importing them afresh (services, checks and all) for every
+run of the learner's workflow. The learner's module itself is still re-imported, so the
+sandbox still catches, say, a ``datetime.now()`` in it."""
 
 NOT_DONE = "○ Not done yet:"
 """How the first line of a check starts while the learner's code still has ``TODO`` in it."""
@@ -342,7 +355,11 @@ async def run_workflow(
     with quiet_expected_failures():
         try:
             worker = running_worker(
-                client, task_queue=task_queue, workflows=[workflow_cls], activities=activities
+                client,
+                task_queue=task_queue,
+                workflows=[workflow_cls],
+                activities=activities,
+                passthrough=PASSED_THROUGH,
             )
             await worker.__aenter__()
         except Exception as err:

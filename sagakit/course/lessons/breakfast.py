@@ -30,10 +30,14 @@ from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 from sagakit import Fault, Saga, SagakitError
-from sagakit.course.lessons._stage import StageNotReached, wait_for_stage
-from sagakit.course.services.activities import BreakfastActivities, BreakfastRequest
-from sagakit.course.services.breakfast import BreakfastState
 from sagakit.history import ActivitySpan
+
+# Helpers, not workflow code: the sandbox takes them from the worker's own imports instead of
+# importing them afresh for every workflow run.
+with workflow.unsafe.imports_passed_through():
+    from sagakit.course.lessons._stage import StageNotReached, wait_for_stage
+    from sagakit.course.services.activities import BreakfastActivities, BreakfastRequest
+    from sagakit.course.services.breakfast import BreakfastState
 
 __all__ = [
     "BREAKFAST_STEPS",

@@ -27,7 +27,11 @@ from temporalio.exceptions import ApplicationError
 
 from sagakit import IdempotencyOptions, IdempotencyStore, key_from_parts, running_worker
 from sagakit._sqlite import connect
-from sagakit.course.logs import quiet_expected_failures
+
+# Helpers, not workflow code: the sandbox takes them from the worker's own imports instead of
+# importing them afresh for every workflow run.
+with workflow.unsafe.imports_passed_through():
+    from sagakit.course.logs import quiet_expected_failures
 
 __all__ = [
     "REPLY_LOST",

@@ -34,9 +34,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from sagakit import Saga, SagakitError
-from sagakit.course.lessons._stage import wait_for_saga_state, wait_for_stage
 from sagakit.course.lessons.trip import run_key
-from sagakit.course.services.activities import TripActivities, TripRequest
+
+# Helpers, not workflow code: the sandbox takes them from the worker's own imports instead of
+# importing them afresh for every workflow run.
+with workflow.unsafe.imports_passed_through():
+    from sagakit.course.lessons._stage import wait_for_saga_state, wait_for_stage
+    from sagakit.course.services.activities import TripActivities, TripRequest
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowHandle, WorkflowHistory

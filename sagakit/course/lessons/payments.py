@@ -42,8 +42,12 @@ from sagakit import (
 )
 from sagakit._sqlite import connect
 from sagakit.course.lessons.breakfast import failure_summary
-from sagakit.course.services.activities import BankActivities, PaymentRequest
-from sagakit.course.services.world import World, WorldSeed
+
+# Helpers, not workflow code: the sandbox takes them from the worker's own imports instead of
+# importing them afresh for every workflow run.
+with workflow.unsafe.imports_passed_through():
+    from sagakit.course.services.activities import BankActivities, PaymentRequest
+    from sagakit.course.services.world import World, WorldSeed
 
 __all__ = [
     "PAYMENT_SEED",

@@ -36,8 +36,12 @@ from temporalio.exceptions import ApplicationError
 
 from sagakit import SagakitError
 from sagakit._sqlite import connect
-from sagakit.course._polling import poll_until
 from sagakit.history import event_type_name
+
+# Helpers, not workflow code: the sandbox takes them from the worker's own imports instead of
+# importing them afresh for every workflow run.
+with workflow.unsafe.imports_passed_through():
+    from sagakit.course._polling import poll_until
 
 __all__ = [
     "QUICK_RETRIES",

@@ -22,7 +22,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from sagakit import Fault, Saga
-from sagakit.course.services.activities import TripActivities, TripRequest
+
+# Helpers, not workflow code: the sandbox takes them from the worker's own imports instead of
+# importing them afresh for every workflow run.
+with workflow.unsafe.imports_passed_through():
+    from sagakit.course.services.activities import TripActivities, TripRequest
 
 __all__ = [
     "FAULT_TOUR",
