@@ -8,16 +8,12 @@ their injected faults, run on the real server in a small saga at the end
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio import workflow
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.common import RetryPolicy
 
-from sagakit import ConfigurationError, Fault, FaultPlan, Saga, UnknownStepError, running_worker
+from sagakit import ConfigurationError, Fault, FaultPlan, UnknownStepError, running_worker
 from sagakit.course.services.errors import IdempotencyKeyReused, InsufficientFunds, OutOfStock
 from sagakit.course.services.order_invariants import check_orders
 from sagakit.course.services.orders import (
@@ -28,6 +24,7 @@ from sagakit.course.services.orders import (
     ShopSeed,
 )
 from sagakit.course.services.world import World
+from tests.workflows import TwoStepOrder
 
 
 @pytest.fixture
@@ -188,32 +185,6 @@ def test_fault_plan_with_a_misspelt_step_is_refused(tmp_path: Path) -> None:
 # -- the activities on the real server ----------------------------------------------------------
 
 
-@workflow.defn
-class _TwoStepOrder:
-    """Reserve and charge, undo both on failure (a test double of the capstone)."""
-
-    @workflow.run
-    async def run(self, order: OrderRequest) -> str:
-        request = replace(order, idempotency_key=order.order_id)
-        retry = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=2)
-        async with Saga() as saga:
-            saga.add(OrderActivities.release_inventory, request)
-            await workflow.execute_activity_method(
-                OrderActivities.reserve_inventory,
-                request,
-                start_to_close_timeout=timedelta(seconds=5),
-                retry_policy=retry,
-            )
-            saga.add(OrderActivities.refund_payment, request)
-            await workflow.execute_activity_method(
-                OrderActivities.charge_payment,
-                request,
-                start_to_close_timeout=timedelta(seconds=5),
-                retry_policy=retry,
-            )
-        return "charged"
-
-
 async def test_activities_undo_an_effect_whose_reply_was_lost(
     tmp_path: Path, client: Client, task_queue: str
 ) -> None:
@@ -221,11 +192,11 @@ async def test_activities_undo_an_effect_whose_reply_was_lost(
         tmp_path / "shop.db", FaultPlan.always("charge_payment", Fault.FAIL_AFTER)
     )
     async with running_worker(
-        client, task_queue=task_queue, workflows=[_TwoStepOrder], activities=activities.all()
+        client, task_queue=task_queue, workflows=[TwoStepOrder], activities=activities.all()
     ):
         with pytest.raises(WorkflowFailureError):
             await client.execute_workflow(
-                _TwoStepOrder.run,
+                TwoStepOrder.run,
                 OrderRequest("o-1"),
                 id=f"test-orders-{uuid.uuid4()}",
                 task_queue=task_queue,

@@ -8,69 +8,31 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from temporalio import activity, workflow
+from temporalio import activity
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-with workflow.unsafe.imports_passed_through():
-    from sagakit import Fault, FaultPlan, UnknownStepError, running_worker
-    from sagakit.course.services import (
-        ALL_STEPS,
-        BankActivities,
-        BreakfastActivities,
-        TripActivities,
-        TripRequest,
-        ViolationKind,
-        World,
-        all_service_activities,
-    )
-
+from sagakit import Fault, FaultPlan, UnknownStepError, running_worker
+from sagakit.course.services import (
+    ALL_STEPS,
+    BankActivities,
+    BreakfastActivities,
+    TripActivities,
+    TripRequest,
+    ViolationKind,
+    World,
+    all_service_activities,
+)
+from tests.workflows import RunStepsWorkflow, Steps
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Steps:
-    """Input of the test workflow: run these activities one after another on one payload."""
-
-    activities: tuple[str, ...]
-    payload: dict[str, Any]
-    timeout_ms: int = 5_000
-    maximum_attempts: int = 5
-    heartbeat_ms: int | None = None
-
-
-@workflow.defn
-class RunStepsWorkflow:
-    @workflow.run
-    async def run(self, steps: Steps) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = []
-        for name in steps.activities:
-            result = await workflow.execute_activity(
-                name,
-                steps.payload,
-                start_to_close_timeout=timedelta(milliseconds=steps.timeout_ms),
-                heartbeat_timeout=None
-                if steps.heartbeat_ms is None
-                else timedelta(milliseconds=steps.heartbeat_ms),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(milliseconds=100),
-                    backoff_coefficient=1.0,
-                    maximum_attempts=steps.maximum_attempts,
-                ),
-                result_type=dict,
-            )
-            results.append(result)
-        return results
 
 
 async def run_steps(

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
-
-from temporalio import workflow
 
 from sagakit import running_worker
 from sagakit.testing import time_skipping_environment
-
-
-@workflow.defn
-class SleepForADay:
-    @workflow.run
-    async def run(self) -> str:
-        start = workflow.now()
-        await workflow.sleep(timedelta(days=1))
-        return str(workflow.now() - start)
+from tests.workflows import SleepForADay
 
 
 async def test_a_day_long_timer_completes_without_waiting_a_day() -> None:
