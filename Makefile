@@ -16,10 +16,13 @@ unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup lock lab test lint typecheck pytest notebooks editions navigation site chaos bench server-start server-stop doctor clean
 
+# pip installs the locked uv, and uv installs the rest: the same pins, five times faster than pip
+# (it downloads in parallel and skips compiling every module up front; Python compiles a module
+# the first time it is imported). uv reads UV_INDEX_URL where pip reads PIP_INDEX_URL.
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[course,test,site]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(LOCK) -e ".[course,test,site]"
 	touch $(STAMP)
 
 ## setup: create .venv and install sagakit with the course, test and site dependencies, at the

@@ -118,6 +118,10 @@ def test_every_install_path_uses_the_lock() -> None:
     for line in project:
         assert "-c $(LOCK)" in line, line
         assert f'-e ".[{",".join(EXTRAS)}]"' in line, line
+    installer = [line for line in installs if line.rstrip().endswith(" uv")]
+    assert installer, "the Makefile installs the installer (uv) first"
+    assert all("-c $(LOCK)" in line for line in installer), installer
+    assert "uv" in _locked(), "the installer is pinned with the rest"
     assert re.search(r"^LOCK\s*:=\s*constraints\.txt$", makefile, re.M)
     assert re.search(r"^\$\(STAMP\):.*\$\(LOCK\)", makefile, re.M), "a new lock reinstalls"
     assert re.search(r"^lock:.*\n\t\$\(BIN\)/python tools/lock\.py$", makefile, re.M)

@@ -3,9 +3,9 @@
 Usage:
     python tools/lock.py            # what `make lock` runs
 
-pip resolves ``sagakit[course,test,site]`` afresh from the registry, as if nothing were
-installed (``pip install --dry-run --ignore-installed --report``), and every package it would
-install is written as ``name==version``, sorted, to ``constraints.txt``. Every install path
+pip resolves ``sagakit[course,test,site]`` and the installer ``uv`` afresh from the registry, as
+if nothing were installed (``pip install --dry-run --ignore-installed --report``), and every
+package it would install is written as ``name==version``, sorted, to ``constraints.txt``. Every install path
 (``make setup``, CI through ``make test``, ``environment.yml``) installs with
 ``-c constraints.txt``, so a workshop months from now gets the versions the committed notebook
 outputs were made with. After a refresh, re-run the notebooks (``make notebooks``) and the tests.
@@ -31,6 +31,9 @@ UNPINNED = {"sagakit", "pip", "setuptools", "wheel"}
 # running this: a pin that needs 3.11.5 broke `make setup` on Debian's Python 3.11.2.
 # pip takes "3.11" as 3.11.0 when it checks a package's Requires-Python.
 FLOOR_PYTHON = "3.11"
+# The installer `make setup` runs (pip installs it, then it installs the rest), pinned with the
+# rest so an install months from now runs the same one.
+INSTALLER = "uv"
 
 HEADER = """\
 # Exact versions for sagakit[{extras}]: every install path uses it as `pip install -c constraints.txt`.
@@ -88,6 +91,7 @@ def resolve() -> dict[str, Any]:
                 str(report),
                 "-e",
                 f"{ROOT}[{','.join(EXTRAS)}]",
+                INSTALLER,
             ],
             check=True,
         )
