@@ -74,6 +74,35 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return len(os.sched_getaffinity(0)) + 1
 
 
+# The files that take longest (seconds, from `pytest --durations=0` on two cores). With
+# --dist=loadfile a file runs whole on one worker, in the order they were collected; handing
+# out the long ones first keeps one of them from running alone at the end of the run while
+# the other workers sit idle.
+LONG_FILES: dict[str, int] = {
+    "tests/test_browser.py": 56,
+    "tests/test_exercises.py": 53,
+    "tests/test_cli.py": 47,
+    "tests/test_process_faults.py": 43,
+    "tests/test_site.py": 39,
+    "tests/test_lesson_timeouts.py": 32,
+    "tests/test_benchmarks.py": 31,
+    "notebooks/solutions/01-concurrency-scalability-reliability.ipynb": 29,
+    "notebooks/solutions/07a-activity-timeouts-and-heartbeats.ipynb": 29,
+    "tests/test_chaos.py": 29,
+    "notebooks/solutions/09a-sagas-under-faults.ipynb": 28,
+    "tests/test_server_gone.py": 27,
+    "notebooks/01-concurrency-scalability-reliability.ipynb": 26,
+    "tests/test_class.py": 26,
+    "tests/test_concurrency.py": 26,
+    "notebooks/09a-sagas-under-faults.ipynb": 25,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the long files first (a stable sort: every file stays whole and in its own order)."""
+    items.sort(key=lambda item: -LONG_FILES.get(item.nodeid.partition("::")[0], 0))
+
+
 def _is_xdist_controller(config: pytest.Config) -> bool:
     """Whether this process only hands test files to pytest-xdist workers (and runs none)."""
     workers = getattr(config.option, "numprocesses", None)
