@@ -69,8 +69,9 @@ def _chromium() -> str:
     pytest.skip(f"No Chromium found: {INSTALL}.")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
+    """One headless Chromium for the module; each test opens its page in a context of its own."""
     executable = _chromium()
     playwright_api = pytest.importorskip(
         "playwright.async_api", reason=f"Playwright is not installed: {INSTALL}."
