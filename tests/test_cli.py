@@ -239,24 +239,6 @@ def _temporal_child(parent: psutil.Process, db: Path) -> psutil.Process | None:
     return None
 
 
-def _wait_for_pending_signal(process: psutil.Process, signum: int, timeout: float) -> None:
-    """Wait until ``signum`` is pending for a stopped ``process`` (Linux's /proc; else a pause)."""
-    status = Path(f"/proc/{process.pid}/status")
-    if not status.exists():
-        time.sleep(1.0)
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pending = 0
-        with contextlib.suppress(OSError):
-            for line in status.read_text().splitlines():
-                if line.startswith(("SigPnd:", "ShdPnd:")):
-                    pending |= int(line.split()[1], 16)
-        if pending & (1 << (signum - 1)):
-            return
-        time.sleep(0.01)
-
-
 def test_ctrl_c_during_start_leaves_no_server_behind(tmp_path: Path) -> None:
     port = free_port()
     cli = subprocess.Popen(
@@ -277,21 +259,24 @@ def test_ctrl_c_during_start_leaves_no_server_behind(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    record = tmp_path / f"temporal-{port}.pid"
     spawned = None
     try:
+        # The CLI writes the server's record right after spawning it: stop the CLI there, so it
+        # cannot see the server become ready (0.25 s on an idle machine) before the Ctrl-C.
         deadline = time.monotonic() + 30
-        while (spawned := _temporal_child(psutil.Process(cli.pid), tmp_path)) is None:
+        while not record.exists():
             assert cli.poll() is None, "the CLI finished before it could be interrupted"
             assert time.monotonic() < deadline
-            time.sleep(0.01)
-        # Hold the server still, so it cannot become ready (0.25 s on a fast machine) before the
-        # CLI sees the Ctrl-C; let it go on once the CLI has asked it to stop.
-        spawned.suspend()
-        while spawned.status() != psutil.STATUS_STOPPED:  # stopped, so SIGTERM waits pending
-            time.sleep(0.01)
-        cli.send_signal(signal.SIGINT)  # Ctrl-C
-        _wait_for_pending_signal(spawned, signal.SIGTERM, timeout=10)
-        spawned.resume()
+            time.sleep(0.001)
+        cli_process = psutil.Process(cli.pid)
+        cli_process.suspend()
+        while cli_process.status() != psutil.STATUS_STOPPED:
+            time.sleep(0.001)
+        spawned = _temporal_child(cli_process, tmp_path)
+        assert spawned is not None, "the record names no server the CLI started"
+        cli.send_signal(signal.SIGINT)  # Ctrl-C, delivered when the CLI goes on
+        cli_process.resume()
         out, err = cli.communicate(timeout=30)
         assert cli.returncode == 130, out + err
         assert "Interrupted" in err
