@@ -20,6 +20,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from sagakit import ConfigurationError, running_worker
 from sagakit._runtime import quiet_runtime
+from sagakit.course import devserver
 from sagakit.course.devserver import DevServer, DevServerConfig, find_temporal_binary, probe_port
 from sagakit.course.errors import PortInUseError, ServerStartError, TemporalBinaryNotFound
 from sagakit.course.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
@@ -127,8 +128,11 @@ async def test_a_killed_server_keeps_what_it_committed(config: DevServerConfig) 
     process.kill()  # no shutdown: nothing is flushed on the way out
     process.wait(timeout=10)
 
+    killed = status.pid
     status = await server.start()
     assert status.started_here
+    # The killed server's Popen is let go, not kept (and warned about at exit) as still running.
+    assert killed not in devserver._children
     client = await Client.connect(status.address, runtime=quiet_runtime())
     assert await client.get_workflow_handle(workflow_id).result() == (
         "Welcome to Sagas in Practice, Kai!"

@@ -60,6 +60,18 @@ PortState = Literal["temporal", "other", "free"]
 # garbage-collected (and warned about) while the detached server runs on.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
+
+def _forget_ended_children() -> None:
+    """Drop the Popen objects of servers that have ended (killed, say, by someone else).
+
+    ``poll()`` collects such a server's exit status, so it lingers neither as a zombie process
+    nor as a "subprocess is still running" warning when its Popen object is collected.
+    """
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[pid]
+
+
 _STOP_WHEN_INTERRUPTED = 5.0
 """Seconds a server whose start was interrupted gets to exit before it is killed."""
 
@@ -545,6 +557,7 @@ class DevServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives the kernel or CLI that started it
             )
+        _forget_ended_children()
         _children[process.pid] = process
         try:
             self._write_record(process.pid)
