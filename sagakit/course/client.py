@@ -89,10 +89,10 @@ async def _connect_checked(
             unreachable_message(address, source, why_unreachable(answer, timeout))
         )
     try:
-        return await asyncio.wait_for(
-            Client.connect(**options, runtime=quiet_runtime()),
-            timeout=max(deadline - loop.time(), 1.0),
-        )
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancel that arrives
+        # as the connection succeeds.
+        async with asyncio.timeout(max(deadline - loop.time(), 1.0)):
+            return await Client.connect(**options, runtime=quiet_runtime())
     except ValueError as err:
         raise ConfigurationError(
             f"The Temporal address {address!r} from {source} is not valid ({err}). "

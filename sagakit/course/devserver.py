@@ -194,7 +194,8 @@ class ServerStatus:
 
 async def _listening(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        async with asyncio.timeout(timeout):  # unlike 3.11's wait_for, never drops a cancel
+            _, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
         return False
     writer.transport.abort()
@@ -211,9 +212,10 @@ async def _temporal_answers(host: str, port: int, timeout: float) -> bool:
     from sagakit._runtime import quiet_runtime
 
     try:
-        await asyncio.wait_for(
-            Client.connect(format_address(host, port), runtime=quiet_runtime()), timeout
-        )
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancel (a Ctrl-C)
+        # that arrives as the connection succeeds, and a start the learner interrupted went on.
+        async with asyncio.timeout(timeout):
+            await Client.connect(format_address(host, port), runtime=quiet_runtime())
     except (RuntimeError, TimeoutError):
         return False
     return True
