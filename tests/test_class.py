@@ -78,6 +78,16 @@ def nbval(learner: str) -> subprocess.Popen[str]:
     )
 
 
+def _first_report(output: str) -> str:
+    """The first failure or error pytest reported in ``output``, and the summary at its end.
+
+    (The end alone may be a warning printed at exit, with the cause thousands of lines above.)
+    """
+    start = output.find("\n___")
+    first = output[start : start + 3000] if start >= 0 else ""
+    return f"{first}\n[...]\n{output[-1500:]}"
+
+
 async def workflows_in(client: Client, namespace: str) -> Counter[tuple[str, str]]:
     """Every execution in ``namespace`` as (workflow ID, status), counted."""
     found: Counter[tuple[str, str]] = Counter()
@@ -106,7 +116,7 @@ async def test_four_learners_run_the_same_lesson_at_once_without_cross_talk(
 
     failed = {learner: out for learner, out in outputs.items() if runs[learner].returncode != 0}
     assert not failed, "\n\n".join(
-        f"--- {learner} (exit {runs[learner].returncode}):\n{out[-4000:]}"
+        f"--- {learner} (exit {runs[learner].returncode}):\n{_first_report(out)}"
         for learner, out in failed.items()
     )
 
