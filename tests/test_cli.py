@@ -239,6 +239,10 @@ def _temporal_child(parent: psutil.Process, db: Path) -> psutil.Process | None:
     return None
 
 
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_start_leaves_no_server_behind(tmp_path: Path) -> None:
     port = free_port()
     cli = subprocess.Popen(
@@ -258,6 +262,9 @@ def test_ctrl_c_during_start_leaves_no_server_behind(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C reaches a program run from a terminal; a suite started in the background
+        # (`make test &`) ignores SIGINT, and its children would inherit that.
+        preexec_fn=_default_ctrl_c,
     )
     record = tmp_path / f"temporal-{port}.pid"
     spawned = None
