@@ -54,8 +54,8 @@ lab: setup
 test: setup lint typecheck pytest
 
 lint: setup
-	$(BIN)/ruff check sagakit tests tools benchmarks
-	$(BIN)/ruff format --check sagakit tests tools benchmarks
+	$(BIN)/ruff check sagakit tests tools benchmarks conftest.py
+	$(BIN)/ruff format --check sagakit tests tools benchmarks conftest.py
 
 typecheck: setup
 	$(BIN)/mypy

@@ -1,119 +1,21 @@
 """Shared fixtures: every test talks to a real Temporal server, never a mock.
 
-The tests never touch what belongs to the learner. Unless a server is named
-(TEMPORAL_ADDRESS or a Temporal profile), the session starts its OWN dev server
-through sagakit, on a free port with a temporary data folder, and points
-everything at it through the environment: this process, the notebooks that nbval
-runs (their kernels inherit the environment) and the worker processes the tests
-start. The learner's server on 7233, its data in ~/.sagakit and its Web UI are
-left alone, so ``make test`` can run while ``make lab`` is open. The session's
-server is stopped and its folder removed at the end.
-
-Under pytest-xdist (``make test`` runs the files on a few worker processes) each
-worker starts a server of its own, so the workers' fixed workflow IDs (a lesson's
-learner and solved editions use the same ones) never meet; the controlling
-process runs no test and starts none.
+The session's own dev server, and how the files are spread over processes, are set up by
+the conftest.py at the top of the repository (it applies to the notebooks too).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
 import sagakit.course.client
 from sagakit import course
-from sagakit.course.devserver import DevServer, DevServerConfig
-from sagakit.course.errors import PortInUseError, ServerStartError
 from sagakit.course.learner import LEARNER_ENV
-from tests.helpers import free_port
-
-_session_server: DevServer | None = None
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    global _session_server
-    if sagakit.course.client.configured_profile() is not None:
-        return
-    if _is_xdist_controller(session.config):
-        return
-    data_dir = Path(tempfile.mkdtemp(prefix="sagakit-test-server-"))
-    # A port found free can be taken before the server binds it (other test processes
-    # start servers too, each listening on a few more ports of the ephemeral range): then
-    # the server exits at once, and a fresh port is tried.
-    for attempt in range(3):
-        port = free_port()
-        server = DevServer(DevServerConfig(port=port, ui_port=port + 1000, data_dir=data_dir))
-        try:
-            asyncio.run(server.start())
-            break
-        except (ServerStartError, PortInUseError):
-            if attempt == 2:
-                raise
-    _session_server = server
-    os.environ["TEMPORAL_ADDRESS"] = f"127.0.0.1:{port}"
-    os.environ["SAGAKIT_UI_URL"] = f"http://127.0.0.1:{port + 1000}"
-    os.environ["SAGAKIT_DATA_DIR"] = str(data_dir)
-    os.environ["SAGAKIT_TEST_SERVER"] = "own"  # tests/test_isolation.py checks the promise
-
-
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: two test processes more than there are cores.
-
-    The tests wait on servers, timers and child processes for part of the time: on two
-    cores with two processes the CPU was idle a third of the run, with three a fifth, with
-    four a tenth (406 s instead of 442 s).
-    """
-    return len(os.sched_getaffinity(0)) + 2
-
-
-# The files that take longest (seconds, from `pytest --durations=0` on two cores). With
-# --dist=loadfile a file runs whole on one worker, in the order they were collected; handing
-# out the long ones first keeps one of them from running alone at the end of the run while
-# the other workers sit idle.
-LONG_FILES: dict[str, int] = {
-    "tests/test_browser.py": 56,
-    "tests/test_exercises.py": 53,
-    "tests/test_cli.py": 47,
-    "tests/test_process_faults.py": 43,
-    "tests/test_site.py": 39,
-    "tests/test_lesson_timeouts.py": 32,
-    "tests/test_benchmarks.py": 31,
-    "notebooks/solutions/01-concurrency-scalability-reliability.ipynb": 29,
-    "notebooks/solutions/07a-activity-timeouts-and-heartbeats.ipynb": 29,
-    "tests/test_chaos.py": 29,
-    "notebooks/solutions/09a-sagas-under-faults.ipynb": 28,
-    "tests/test_server_gone.py": 27,
-    "notebooks/01-concurrency-scalability-reliability.ipynb": 26,
-    "tests/test_class.py": 26,
-    "tests/test_concurrency.py": 26,
-    "notebooks/09a-sagas-under-faults.ipynb": 25,
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the long files first (a stable sort: every file stays whole and in its own order)."""
-    items.sort(key=lambda item: -LONG_FILES.get(item.nodeid.partition("::")[0], 0))
-
-
-def _is_xdist_controller(config: pytest.Config) -> bool:
-    """Whether this process only hands test files to pytest-xdist workers (and runs none)."""
-    workers = getattr(config.option, "numprocesses", None)
-    return bool(workers) and "PYTEST_XDIST_WORKER" not in os.environ
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _session_server is not None:
-        _session_server.stop()
-        shutil.rmtree(_session_server.config.data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from sagakit._net import start_command
 from tests.helpers import ROOT, free_port
 
 SESSION_SETTINGS = ("TEMPORAL_ADDRESS", "TEMPORAL_PROFILE", "SAGAKIT_UI_URL", "SAGAKIT_DATA_DIR")
-"""What the test session sets for itself (see tests/conftest.py) and a learner's shell has not."""
+"""What the test session sets for itself (see conftest.py) and a learner's shell has not."""
 
 
 def learner_env(**settings: str) -> dict[str, str]:

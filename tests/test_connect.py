@@ -29,7 +29,7 @@ from sagakit.course.errors import ServerUnreachable
 from tests.helpers import ROOT, free_port
 
 SESSION_ADDRESS = os.environ.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233"
-"""The test session's server (tests/conftest.py may point TEMPORAL_ADDRESS at its own)."""
+"""The test session's server (conftest.py may point TEMPORAL_ADDRESS at its own)."""
 SESSION_HOST, _, SESSION_PORT = SESSION_ADDRESS.rpartition(":")
 
 

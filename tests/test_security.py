@@ -30,7 +30,7 @@ from tests.test_lab import _lab_command
 Listener = tuple[str, int]
 
 SESSION_ADDRESS = os.environ.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233"
-"""The test session's server (tests/conftest.py may point TEMPORAL_ADDRESS at its own)."""
+"""The test session's server (conftest.py may point TEMPORAL_ADDRESS at its own)."""
 
 
 def _listening_sockets() -> dict[int, Listener]:
