@@ -19,6 +19,7 @@ keep no module-level state that workflow code reads. And ``python -m sagakit doc
 ``temporalio`` installed, because importing this file loads nothing.
 """
 
+import sys as _sys
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
@@ -121,12 +122,16 @@ def __getattr__(name: str) -> _typing.Any:
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'sagakit' has no attribute {name!r}")
-    from temporalio import workflow
-
-    # Outside a workflow sandbox this is a plain import; inside, it hands over the
-    # host's module instead of re-executing it (see the module docstring).
-    with workflow.unsafe.imports_passed_through():
+    # A workflow sandbox has imported temporalio.workflow before any workflow module runs:
+    # there the host's module is handed over instead of re-executed (see the module
+    # docstring). Elsewhere a plain import will do, and a program that needs only an error
+    # class or the World does not pay for importing Temporal's SDK.
+    workflow = _sys.modules.get("temporalio.workflow")
+    if workflow is None:
         module = __import__(module_name, fromlist=[name])
+    else:
+        with workflow.unsafe.imports_passed_through():
+            module = __import__(module_name, fromlist=[name])
     value = getattr(module, name)
     globals()[name] = value
     return value

@@ -12,7 +12,19 @@ Read from the source, so a new lesson or test that slips back fails here.
 from __future__ import annotations
 
 import ast
+import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+import sagakit._saga
+import sagakit.course.services as services
+from tests.workflows import CoreClassIdentity
 
 ROOT = Path(__file__).parents[1]
 LESSONS = ROOT / "sagakit" / "course" / "lessons"
@@ -75,3 +87,51 @@ def test_no_test_module_defines_a_workflow() -> None:
         if _defines_a_workflow(ast.parse(path.read_text(encoding="utf-8")))
     ]
     assert defining == [], "move the workflows into a module of their own (tests/workflows.py)"
+
+
+async def test_core_names_reach_the_sandbox_from_the_host_module(
+    client: Client, task_queue: str
+) -> None:
+    """``from sagakit import Saga`` in a workflow module: the sandbox gets the host's class.
+
+    On Temporal's own runner, which knows nothing of sagakit (``running_worker`` passes the
+    core through by name as well).
+    """
+    async with Worker(client, task_queue=task_queue, workflows=[CoreClassIdentity]):
+        seen = await client.execute_workflow(
+            CoreClassIdentity.run, id=f"{task_queue}-identity", task_queue=task_queue
+        )
+    assert seen == id(sagakit._saga.Saga)
+
+
+def _fresh_imports(code: str) -> list[str]:
+    """The modules that ``code`` imports in a fresh interpreter."""
+    probe = f"import json, sys\nbefore = set(sys.modules)\n{code}\n"
+    probe += "print(json.dumps(sorted(set(sys.modules) - before)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded: list[str] = json.loads(done.stdout)
+    return loaded
+
+
+def test_the_world_and_a_core_error_load_without_temporal() -> None:
+    """A program that only needs the services' state (the tests' child processes) or an error
+    class does not import Temporal's SDK: that import was most of such a process's start-up."""
+    loaded = _fresh_imports(
+        "from sagakit import ConfigurationError\n"
+        "from sagakit.course.services import World, check_world\n"
+        "from sagakit.course.services.world import World as Same"
+    )
+    assert "sagakit.course.services.world" in loaded
+    assert [name for name in loaded if name.startswith("temporalio")] == []
+
+
+def test_the_services_namespace_is_its_all() -> None:
+    """Every name in the services' ``__all__`` resolves, and ``dir()`` shows exactly those."""
+    assert dir(services) == sorted(services.__all__)
+    for name in services.__all__:
+        home = importlib.import_module(services._EXPORTS[name])
+        assert getattr(services, name) is getattr(home, name)
+    with pytest.raises(AttributeError, match="no attribute 'Wrold'"):
+        _ = services.Wrold

@@ -93,3 +93,16 @@ class SleepForADay:
         start = workflow.now()
         await workflow.sleep(timedelta(days=1))
         return str(workflow.now() - start)
+
+
+@workflow.defn
+class CoreClassIdentity:
+    """Return the ``id()`` of the ``Saga`` class that this module's ``from sagakit import Saga`` got.
+
+    In the sandbox this module runs afresh, and so does ``sagakit/__init__.py``; the name
+    itself must come from the host's ``sagakit._saga``, passed through, not from a re-import.
+    """
+
+    @workflow.run
+    async def run(self) -> int:
+        return id(Saga)
