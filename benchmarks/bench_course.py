@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -87,6 +88,8 @@ class CourseResult:
     (new data folder: the state file is created)."""
     server_restart_s: tuple[float, ...]
     """The same for a restart on the existing state file."""
+    failures: str = ""
+    """What pytest reported for each failing cell (empty when every cell passed)."""
 
 
 def lesson_notebooks() -> list[Path]:
@@ -104,8 +107,11 @@ def _first_lines(path: Path) -> list[str]:
     return lines
 
 
-def run_nbval(notebooks: list[Path], *, workers: str = "auto") -> tuple[float, bool, list[Cell]]:
-    """Run the notebooks under nbval once; return wall seconds, success and every cell.
+def run_nbval(
+    notebooks: list[Path], *, workers: str = "auto"
+) -> tuple[float, bool, list[Cell], str]:
+    """Run the notebooks under nbval once; return wall seconds, success, every cell and the
+    failures (what pytest reported for each failing cell, or ``""``).
 
     ``workers`` is pytest-xdist's ``-n`` (``"auto"``, as ``make test`` runs; ``"0"``: one
     process and one dev server, the least overhead for a notebook or two).
@@ -139,7 +145,13 @@ def run_nbval(notebooks: list[Path], *, workers: str = "auto") -> tuple[float, b
         tree = ET.parse(report)
     sources = {p.name: _first_lines(p) for p in notebooks}
     cells = []
+    failures = []
     for case in tree.iter("testcase"):
+        for problem in [*case.iter("failure"), *case.iter("error")]:
+            said = problem.text or problem.get("message", "")
+            # nbval colours its report; the XML keeps the escapes as "#x1B[..m".
+            said = re.sub(r"(#x1B|\x1b)\[[0-9;]*m", "", said)
+            failures.append(f"{case.get('classname')} {case.get('name')}:\n{said[-3000:]}")
         notebook = case.get("classname", "").removeprefix("notebooks.")
         index = int(case.get("name", "Cell -1").rpartition(" ")[2])
         lines = sources.get(notebook, [])
@@ -151,7 +163,9 @@ def run_nbval(notebooks: list[Path], *, workers: str = "auto") -> tuple[float, b
                 lines[index] if 0 <= index < len(lines) else "",
             )
         )
-    return seconds, done.returncode == 0, cells
+    if done.returncode != 0 and not failures:
+        failures.append(f"pytest exited {done.returncode}:\n{done.stdout[-3000:]}")
+    return seconds, done.returncode == 0, cells, "\n".join(failures)
 
 
 def _free_port() -> int:
@@ -201,7 +215,7 @@ async def measure(
     ``workers``: pytest-xdist's ``-n`` for the nbval run (see :func:`run_nbval`).
     """
     paths = notebooks or lesson_notebooks()
-    total, passed, cells = await asyncio.to_thread(run_nbval, paths, workers=workers)
+    total, passed, cells, failures = await asyncio.to_thread(run_nbval, paths, workers=workers)
     rows = []
     for path in paths:
         mine = [c for c in cells if c.notebook == path.name]
@@ -215,6 +229,7 @@ async def measure(
         ranked,
         tuple(first for first, _ in starts),
         tuple(again for _, again in starts),
+        failures,
     )
 
 
@@ -235,7 +250,7 @@ def report(result: CourseResult) -> str:
         notebooks,
         "",
         f"whole nbval run (pytest start-up, kernels and all): {result.total_s:.1f} s"
-        + ("" if result.passed else "  (NOTE: the run had failures)"),
+        + ("" if result.passed else f"  (NOTE: the run had failures)\n{result.failures}"),
         "",
         "slowest cells (cell 0 of each notebook includes starting its kernel):",
         cells,

@@ -139,7 +139,8 @@ async def test_course_on_the_welcome_notebook() -> None:
     # One process, one dev server: xdist's two workers (and two servers) for one notebook
     # would only add start-up time.
     result = await bench_course.measure([welcome], server_starts=1, slowest=3, workers="0")
-    assert result.passed
+    assert result.passed, result.failures
+    assert result.failures == ""
     assert [row.notebook for row in result.notebooks] == [welcome.name]
     assert result.notebooks[0].cells > 0
     assert len(result.slowest) == 3
