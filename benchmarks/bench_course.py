@@ -148,7 +148,7 @@ def run_nbval(
     failures = []
     for case in tree.iter("testcase"):
         for problem in [*case.iter("failure"), *case.iter("error")]:
-            said = problem.text or problem.get("message", "")
+            said = problem.text or problem.get("message") or ""
             # nbval colours its report; the XML keeps the escapes as "#x1B[..m".
             said = re.sub(r"(#x1B|\x1b)\[[0-9;]*m", "", said)
             failures.append(f"{case.get('classname')} {case.get('name')}:\n{said[-3000:]}")
