@@ -35,14 +35,16 @@ from sagakit.course.errors import PortInUseError, ServerStartError
 from tests.helpers import free_port
 
 _session_server: DevServer | None = None
+_scratch: Path | None = None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Start this process's own dev server and point the environment at it (see above)."""
     global _session_server
-    if sagakit.course.client.configured_profile() is not None:
-        return
     if _is_xdist_controller(session.config):
+        return
+    _give_children_a_scratch_folder()
+    if sagakit.course.client.configured_profile() is not None:
         return
     data_dir = Path(tempfile.mkdtemp(prefix="sagakit-test-server-"))
     # A port found free can be taken before the server binds it (other test processes
@@ -62,6 +64,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     os.environ["SAGAKIT_UI_URL"] = f"http://127.0.0.1:{port + 1000}"
     os.environ["SAGAKIT_DATA_DIR"] = str(data_dir)
     os.environ["SAGAKIT_TEST_SERVER"] = "own"  # tests/test_isolation.py checks the promise
+
+
+def _give_children_a_scratch_folder() -> None:
+    """Point the temporary folder of every process the tests start at one of this session's.
+
+    Each lesson makes a scratch folder (``tempfile.mkdtemp(prefix="lesson-09-")``) for its
+    services' state, as a learner's kernel should; a test run executes 50 notebooks and the
+    folders piled up in /tmp by the thousand. Kernels, learner runs and worker processes
+    inherit TMPDIR, and the folder goes at the end of the session.
+    """
+    global _scratch
+    _scratch = Path(tempfile.mkdtemp(prefix="sagakit-test-tmp-"))
+    os.environ["TMPDIR"] = str(_scratch)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -110,7 +125,9 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop the session's server and remove its data folder."""
+    """Stop the session's server, remove its data folder and the children's scratch folder."""
     if _session_server is not None:
         _session_server.stop()
         shutil.rmtree(_session_server.config.data_dir, ignore_errors=True)
+    if _scratch is not None:
+        shutil.rmtree(_scratch, ignore_errors=True)
