@@ -50,15 +50,20 @@ lab: setup
 	@echo "(Ctrl-C stops JupyterLab; the Temporal server keeps running until make server-stop)"
 	@JUPYTER_TOKEN=$(LAB_TOKEN) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --notebook-dir=notebooks $(LAB_ROOT) $(LAB_QUIET)
 
-## test: lint, type-check, then pytest (sagakit tests and every notebook under nbval)
-test: setup lint typecheck pytest
+## test: lint, then the type check and pytest side by side (sagakit tests and every notebook
+## under nbval)
+# pytest keeps both cores busy but for a tenth of its run, in short gaps: a type check started
+# beside it at a lower priority runs mostly in those gaps, and its 25 s come off the total.
+# Its verdict still prints within a minute or so, and either one failing fails `make test`.
+test: setup lint
+	@$(MAKE) --no-print-directory -j2 NICE="nice -n 10" typecheck pytest
 
 lint: setup
 	$(BIN)/ruff check sagakit tests tools benchmarks conftest.py
 	$(BIN)/ruff format --check sagakit tests tools benchmarks conftest.py
 
 typecheck: setup
-	$(BIN)/mypy
+	$(NICE) $(BIN)/mypy
 
 pytest: setup
 	$(BIN)/python -m pytest
