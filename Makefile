@@ -16,14 +16,16 @@ unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup lock lab test lint typecheck pytest notebooks editions navigation site chaos bench server-start server-stop doctor clean
 
-# pip installs the locked uv, and uv installs the rest: the same pins, five times faster than pip
-# (it downloads in parallel and skips compiling every module up front; Python compiles a module
-# the first time it is imported). uv reads UV_INDEX_URL where pip reads PIP_INDEX_URL, and
-# trusts the system's certificates (as pip here does), so a proxy's own authority is accepted.
+# pip installs the locked uv, and uv installs the rest: the same pins, three times faster than
+# pip (it downloads and compiles in parallel). Compiling every module up front, as pip does, costs
+# the install 13 s and saves more: left to the first import, the same module was compiled by
+# each test process and kernel that started at the same moment. uv reads UV_INDEX_URL where pip
+# reads PIP_INDEX_URL, and trusts the system's certificates (as pip here does), so a proxy's own
+# authority is accepted.
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) uv
-	$(BIN)/uv pip install --quiet --system-certs --python $(BIN)/python -c $(LOCK) -e ".[course,test,site]"
+	$(BIN)/uv pip install --quiet --system-certs --python $(BIN)/python --compile-bytecode -c $(LOCK) -e ".[course,test,site]"
 	touch $(STAMP)
 
 ## setup: create .venv and install sagakit with the course, test and site dependencies, at the
