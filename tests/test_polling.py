@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from temporalio.client import Client
 
 from sagakit import SagakitError, running_worker
 from sagakit.course._polling import PollTimeout, poll_until
+from sagakit.course.exercises.checks import _unfinished
 from sagakit.course.exercises.harness import run_workflow
 from sagakit.course.lessons import breakfast, fineprint
 from sagakit.course.lessons.breakfast import BreakfastInput, BreakfastWorkflow
@@ -157,3 +159,8 @@ async def test_the_harness_tells_completed_stuck_and_too_slow_runs_apart(client:
     assert stuck.line is not None
     assert slow.status == "too_slow"
     assert slow.history is not None
+    # The check's line says what the run was last doing: here, waiting on its 60 s timer.
+    assert re.search(
+        r"\(the last event in its History: timer_started, \d+ s after the start\)",
+        str(_unfinished(slow, "temporal_basics.py")),
+    )

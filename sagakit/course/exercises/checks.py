@@ -148,10 +148,25 @@ def _unfinished(run: Run, file_name: str, deadline_s: int = 20) -> str | None:
         )
     if run.status == "too_slow":
         return (
-            f"the workflow did not finish within {deadline_s} s. Does it wait for something "
-            "that never happens, or retry forever (set maximum_attempts in the RetryPolicy)?"
+            f"the workflow did not finish within {deadline_s} s{_last_event(run.history)}. Does "
+            "it wait for something that never happens, or retry forever (set maximum_attempts "
+            "in the RetryPolicy)?"
         )
     return None
+
+
+def _last_event(history: WorkflowHistory | None) -> str:
+    """Say what a run that did not end did last, from its History: ``" (the last event …)"``."""
+    if history is None or not history.events:
+        return ""
+    first, last = history.events[0], history.events[-1]
+    kind = (last.WhichOneof("attributes") or "").removesuffix("_event_attributes")
+    if last.HasField("activity_task_scheduled_event_attributes"):
+        kind += f" {last.activity_task_scheduled_event_attributes.activity_type.name}"
+    after = last.event_time.ToDatetime() - first.event_time.ToDatetime()
+    return (
+        f" (the last event in its History: {kind}, {after.total_seconds():.0f} s after the start)"
+    )
 
 
 def _attempts(history: WorkflowHistory | None) -> int:
