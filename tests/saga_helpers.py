@@ -77,6 +77,32 @@ async def wait_until_cancel_seen(handle: WorkflowHandle[object, object]) -> None
     pytest.fail("the workflow never processed the cancellation")
 
 
+async def wait_until_past_steps(handle: WorkflowHandle[object, object], steps: int) -> None:
+    """Wait until ``steps`` activities have completed and the workflow code has run on after the
+    last of them (a workflow task completed after it).
+
+    A step's own ledger entry is written while its activity runs, before the workflow has
+    seen the result: a cancel sent then reaches the workflow inside the activity call (an
+    ActivityError caused by a CancelledError), not in what the workflow does next.
+    """
+
+    async def past() -> bool:
+        events = (await handle.fetch_history()).events
+        done = [
+            e.event_id for e in events if e.HasField("activity_task_completed_event_attributes")
+        ]
+        return len(done) >= steps and any(
+            e.event_id > done[steps - 1] and e.HasField("workflow_task_completed_event_attributes")
+            for e in events
+        )
+
+    for _ in range(int(WAIT_S / 0.05)):
+        if await past():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"the workflow never got past its first {steps} step(s)")
+
+
 async def status(handle: WorkflowHandle[object, object]) -> WorkflowExecutionStatus | None:
     """The workflow's status on the server."""
     return (await handle.describe()).status

@@ -28,6 +28,7 @@ from tests.saga_helpers import (
     status,
     wait_for_event,
     wait_until,
+    wait_until_past_steps,
 )
 from tests.saga_workflows import (
     WORKFLOWS,
@@ -252,7 +253,7 @@ async def test_cancel_then_a_failed_undo_reads_as_a_cancellation(
         client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES
     ):
         handle = await start(client, task_queue, plan)
-        await wait_until(lambda: "flight" in names(ledger, "do"), "the flight step")
+        await wait_until_past_steps(handle, 2)  # waiting after the flight step
         await handle.cancel()
         cause = await failure_of(handle)
         assert await status(handle) == WorkflowExecutionStatus.FAILED

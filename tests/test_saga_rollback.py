@@ -45,6 +45,7 @@ from tests.saga_helpers import (
     wait_for_state,
     wait_until,
     wait_until_cancel_seen,
+    wait_until_past_steps,
 )
 from tests.saga_workflows import WORKFLOWS, NestedTripWorkflow, StepSpec, TripPlan
 
@@ -225,7 +226,7 @@ async def test_an_update_while_nothing_waits_is_rejected(
         client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES
     ):
         handle = await start(client, task_queue, plan)
-        await wait_until(lambda: names(ledger, "do") == ["hotel"], "the hotel step")
+        await wait_until_past_steps(handle, 1)  # waiting after the hotel step
         message = await rejection(handle, SagaResolution.retry())
         await handle.cancel()
         assert isinstance(await failure_of(handle), CancelledError)
