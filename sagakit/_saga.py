@@ -75,7 +75,8 @@ How the workflow ends, by what happened in the ``async with`` block:
   operator (below), then ends as above. With ``wait_for_operator=False`` (and
   always outside a workflow) it raises :class:`CompensationError` instead, chained
   with ``raise ... from`` to the original error (FAILED, even after a cancellation;
-  the cause then reads as a Temporal ``CancelledError``, "the workflow was cancelled").
+  the cause then reads as a Temporal ``CancelledError``, "the workflow was cancelled", or
+  as the cancelled activity's ``ActivityError`` when the cancel came during a step).
 
 :class:`CompensationError` is a Temporal ``ApplicationError`` (type
 ``"CompensationError"``, not retryable), so it fails the workflow instead of
@@ -154,7 +155,7 @@ from typing import Any, Literal, Self
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import RetryPolicy as RetryPolicyProto
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.workflow import ActivityCancellationType
 
@@ -633,7 +634,11 @@ class Saga:
                 cancelled = err  # only we were cancelled: keep waiting, raise it afterwards
         failed = [entry for entry in self._plan if entry.status is CompensationStatus.FAILED]
         if failed:
-            was_cancelled = cancelled is not None or isinstance(cause, asyncio.CancelledError)
+            # A cancel that reaches the block inside an activity (or child workflow) call
+            # arrives as an ActivityError caused by a CancelledError: Temporal's own test.
+            was_cancelled = cancelled is not None or (
+                cause is not None and is_cancelled_exception(cause)
+            )
             error = _compensation_error(self._plan, cancelled=was_cancelled)
             raise error from _readable_cause(cause)
         if cancelled is not None:

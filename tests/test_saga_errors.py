@@ -15,7 +15,7 @@ from temporalio import activity, workflow
 from temporalio.api.common.v1 import RetryPolicy as RetryPolicyProto
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, CancelledError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 from sagakit import Saga, SagaState, SagaUsageError, running_worker
 from tests.saga_activities import ACTIVITIES, StepCall, create_ledger, names, undo_step
@@ -262,6 +262,30 @@ async def test_cancel_then_a_failed_undo_reads_as_a_cancellation(
     assert "failed after the workflow was cancelled" in cause.message
     assert isinstance(cause.cause, CancelledError)  # not ApplicationError(type="CancelledError")
     assert "The workflow was cancelled" in cause.cause.message
+
+
+async def test_a_cancel_during_a_step_then_a_failed_undo_reads_as_a_cancellation(
+    client: Client, task_queue: str, ledger: str
+) -> None:
+    """The cancel reaches the block inside the flight's activity call: an ActivityError."""
+    plan = TripPlan(
+        ledger,
+        [StepSpec("hotel", undo="broken"), StepSpec("flight", step="block")],
+        wait_for_operator=False,
+    )
+    async with running_worker(
+        client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES
+    ):
+        handle = await start(client, task_queue, plan)
+        await wait_until(lambda: "flight" in names(ledger, "do"), "the flight step")
+        await handle.cancel()
+        cause = await failure_of(handle)
+        assert await status(handle) == WorkflowExecutionStatus.FAILED
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "CompensationError"
+    assert "failed after the workflow was cancelled" in cause.message
+    assert isinstance(cause.cause, ActivityError)
+    assert isinstance(cause.cause.cause, CancelledError)
 
 
 # --- the temporalio APIs the saga relies on -----------------------------------------
