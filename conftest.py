@@ -73,10 +73,15 @@ def _give_children_a_scratch_folder() -> None:
     services' state, as a learner's kernel should; a test run executes 50 notebooks and the
     folders piled up in /tmp by the thousand. Kernels, learner runs and worker processes
     inherit TMPDIR, and the folder goes at the end of the session.
+
+    The kernels' IPython folder goes there too: IPython keeps a history database in it, and
+    the tests' 50 kernels wrote their sessions into the learner's ~/.ipython (the kernels of
+    the four test processes, starting at once, into one SQLite file).
     """
     global _scratch
     _scratch = Path(tempfile.mkdtemp(prefix="sagakit-test-tmp-"))
     os.environ["TMPDIR"] = str(_scratch)
+    os.environ["IPYTHONDIR"] = str(_scratch / "ipython")
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
