@@ -241,25 +241,37 @@ def test_partials_of_activities_bind_their_arguments() -> None:
         saga.add(functools.partial(undo_step, call), call)
 
 
-async def test_cancel_then_a_failed_undo_reads_as_a_cancellation(
-    client: Client, task_queue: str, ledger: str
-) -> None:
-    plan = TripPlan(
-        ledger,
-        [StepSpec("hotel", undo="broken"), StepSpec("flight", step="wait")],
-        wait_for_operator=False,
-    )
+async def _cancel_with_a_broken_undo(
+    client: Client, task_queue: str, ledger: str, *, during_the_flight: bool
+) -> ApplicationError:
+    """Book the hotel (its undo is broken), cancel at the flight, return the saga's error.
+
+    ``during_the_flight``: cancel while the flight's activity runs (it blocks until then);
+    otherwise once the workflow waits after a flight that succeeded.
+    """
+    flight = StepSpec("flight", step="block" if during_the_flight else "wait")
+    plan = TripPlan(ledger, [StepSpec("hotel", undo="broken"), flight], wait_for_operator=False)
     async with running_worker(
         client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES
     ):
         handle = await start(client, task_queue, plan)
-        await wait_until_past_steps(handle, 2)  # waiting after the flight step
+        if during_the_flight:
+            await wait_until(lambda: "flight" in names(ledger, "do"), "the flight step")
+        else:
+            await wait_until_past_steps(handle, 2)
         await handle.cancel()
         cause = await failure_of(handle)
         assert await status(handle) == WorkflowExecutionStatus.FAILED
     assert isinstance(cause, ApplicationError)
     assert cause.type == "CompensationError"
     assert "failed after the workflow was cancelled" in cause.message
+    return cause
+
+
+async def test_cancel_then_a_failed_undo_reads_as_a_cancellation(
+    client: Client, task_queue: str, ledger: str
+) -> None:
+    cause = await _cancel_with_a_broken_undo(client, task_queue, ledger, during_the_flight=False)
     assert isinstance(cause.cause, CancelledError)  # not ApplicationError(type="CancelledError")
     assert "The workflow was cancelled" in cause.cause.message
 
@@ -268,22 +280,7 @@ async def test_a_cancel_during_a_step_then_a_failed_undo_reads_as_a_cancellation
     client: Client, task_queue: str, ledger: str
 ) -> None:
     """The cancel reaches the block inside the flight's activity call: an ActivityError."""
-    plan = TripPlan(
-        ledger,
-        [StepSpec("hotel", undo="broken"), StepSpec("flight", step="block")],
-        wait_for_operator=False,
-    )
-    async with running_worker(
-        client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES
-    ):
-        handle = await start(client, task_queue, plan)
-        await wait_until(lambda: "flight" in names(ledger, "do"), "the flight step")
-        await handle.cancel()
-        cause = await failure_of(handle)
-        assert await status(handle) == WorkflowExecutionStatus.FAILED
-    assert isinstance(cause, ApplicationError)
-    assert cause.type == "CompensationError"
-    assert "failed after the workflow was cancelled" in cause.message
+    cause = await _cancel_with_a_broken_undo(client, task_queue, ledger, during_the_flight=True)
     assert isinstance(cause.cause, ActivityError)
     assert isinstance(cause.cause.cause, CancelledError)
 
