@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import random
 import socket
@@ -116,3 +117,23 @@ async def pollers(client: Client, task_queue: str, *, namespace: str | None = No
         )
     )
     return [poller.identity for poller in response.pollers]
+
+
+def fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (nothing imported yet) and return what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def modules_imported_by(code: str, *, already: str = "") -> list[str]:
+    """The modules that ``code`` imports in a fresh interpreter, once ``already`` has run."""
+    loaded: list[str] = json.loads(
+        fresh_python(
+            f"import json, sys\n{already}\nbefore = set(sys.modules)\n{code}\n"
+            "print(json.dumps(sorted(set(sys.modules) - before)))"
+        )
+    )
+    return loaded

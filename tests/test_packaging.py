@@ -7,7 +7,6 @@ import importlib.metadata
 import inspect
 import json
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -18,7 +17,7 @@ from packaging.specifiers import SpecifierSet
 
 import sagakit
 from sagakit._worker import CORE_MODULES
-from tests.helpers import ROOT, load_tool
+from tests.helpers import ROOT, fresh_python, load_tool, modules_imported_by
 
 EXTRAS = ("course", "test", "site")
 LOCK = ROOT / "constraints.txt"
@@ -151,19 +150,10 @@ def test_the_lock_tool_writes_sorted_exact_pins_without_the_project() -> None:
     assert "make notebooks" in text
 
 
-def _fresh_python(code: str) -> str:
-    """Run ``code`` in a new interpreter (nothing imported yet) and return what it printed."""
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_namespace_is_exactly_all_sorted_and_small() -> None:
     """httpx's rule: what ``import sagakit`` shows is ``__all__``, sorted, and nothing else."""
     shown = json.loads(
-        _fresh_python(
+        fresh_python(
             "import json, sagakit\n"
             "names = [n for n in vars(sagakit) if not n.startswith('_')]\n"
             "names += [n for n in dir(sagakit) if not n.startswith('_')]\n"
@@ -196,17 +186,12 @@ COURSE_LIBRARIES = ("matplotlib", "ipywidgets", "IPython", "ipykernel", "psutil"
 
 def test_importing_the_core_loads_nothing_of_the_course() -> None:
     """``import sagakit`` and every core module load the standard library and temporalio only."""
-    loaded = json.loads(
-        _fresh_python(
-            "import json, sys\n"
-            "import temporalio.client, temporalio.worker, temporalio.testing, temporalio.workflow\n"
-            "before = set(sys.modules)\n"
-            "import sagakit\n"
-            "for name in sagakit.__all__: getattr(sagakit, name)\n"
-            f"for module in {list(CORE_MODULES)!r} + ['sagakit.testing']:\n"
-            "    __import__(module)\n"
-            "print(json.dumps(sorted(set(sys.modules) - before)))"
-        )
+    loaded = modules_imported_by(
+        "import sagakit\n"
+        "for name in sagakit.__all__: getattr(sagakit, name)\n"
+        f"for module in {list(CORE_MODULES)!r} + ['sagakit.testing']:\n"
+        "    __import__(module)",
+        already="import temporalio.client, temporalio.worker, temporalio.testing, temporalio.workflow",
     )
     assert loaded, "the probe imported something"
     foreign = [
@@ -221,14 +206,7 @@ def test_importing_the_core_loads_nothing_of_the_course() -> None:
 
 def test_importing_sagakit_alone_imports_no_module_at_all() -> None:
     """The package is a table of names: cheap in the sandbox, and it imports without temporalio."""
-    loaded = json.loads(
-        _fresh_python(
-            "import json, sys\n"
-            "before = set(sys.modules)\n"
-            "import sagakit\n"
-            "print(json.dumps(sorted(set(sys.modules) - before)))"
-        )
-    )
+    loaded = modules_imported_by("import sagakit")
     assert "sagakit" in loaded
     assert [
         n for n in loaded if n != "sagakit" and n.split(".")[0] not in sys.stdlib_module_names

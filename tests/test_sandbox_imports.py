@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from temporalio.worker import Worker
 
 import sagakit._saga
 import sagakit.course.services as services
+from tests.helpers import modules_imported_by
 from tests.workflows import CoreClassIdentity
 
 ROOT = Path(__file__).parents[1]
@@ -104,21 +102,10 @@ async def test_core_names_reach_the_sandbox_from_the_host_module(
     assert seen == id(sagakit._saga.Saga)
 
 
-def _fresh_imports(code: str) -> list[str]:
-    """The modules that ``code`` imports in a fresh interpreter."""
-    probe = f"import json, sys\nbefore = set(sys.modules)\n{code}\n"
-    probe += "print(json.dumps(sorted(set(sys.modules) - before)))"
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    loaded: list[str] = json.loads(done.stdout)
-    return loaded
-
-
 def test_the_world_and_a_core_error_load_without_temporal() -> None:
     """A program that only needs the services' state (the tests' child processes) or an error
     class does not import Temporal's SDK: that import was most of such a process's start-up."""
-    loaded = _fresh_imports(
+    loaded = modules_imported_by(
         "from sagakit import ConfigurationError\n"
         "from sagakit.course.services import World, check_world\n"
         "from sagakit.course.services.world import World as Same"
