@@ -55,26 +55,35 @@ async def wait_for_event(handle: WorkflowHandle[object, object], attribute: str)
     pytest.fail(f"gave up after {WAIT_S} s waiting for a History event with {attribute}")
 
 
-async def wait_until_cancel_seen(handle: WorkflowHandle[object, object]) -> None:
-    """Wait until the workflow code has run with the cancellation (a task completed after it)."""
+async def _wait_until_run_on_after(
+    handle: WorkflowHandle[object, object], attribute: str, count: int, failure: str
+) -> None:
+    """Wait until the History has ``count`` events with ``attribute`` and the workflow code has
+    run on after the last of them (a workflow task completed after it)."""
 
-    async def seen() -> bool:
-        history = await handle.fetch_history()
-        cancel_ids = [
-            e.event_id
-            for e in history.events
-            if e.HasField("workflow_execution_cancel_requested_event_attributes")
-        ]
-        return bool(cancel_ids) and any(
-            e.event_id > cancel_ids[0] and e.HasField("workflow_task_completed_event_attributes")
-            for e in history.events
+    async def ran_on() -> bool:
+        events = (await handle.fetch_history()).events
+        found = [e.event_id for e in events if e.HasField(attribute)]  # type: ignore[arg-type]
+        return len(found) >= count and any(
+            e.event_id > found[count - 1] and e.HasField("workflow_task_completed_event_attributes")
+            for e in events
         )
 
     for _ in range(int(WAIT_S / 0.05)):
-        if await seen():
+        if await ran_on():
             return
         await asyncio.sleep(0.05)
-    pytest.fail("the workflow never processed the cancellation")
+    pytest.fail(failure)
+
+
+async def wait_until_cancel_seen(handle: WorkflowHandle[object, object]) -> None:
+    """Wait until the workflow code has run with the cancellation (a task completed after it)."""
+    await _wait_until_run_on_after(
+        handle,
+        "workflow_execution_cancel_requested_event_attributes",
+        1,
+        "the workflow never processed the cancellation",
+    )
 
 
 async def wait_until_past_steps(handle: WorkflowHandle[object, object], steps: int) -> None:
@@ -85,22 +94,12 @@ async def wait_until_past_steps(handle: WorkflowHandle[object, object], steps: i
     seen the result: a cancel sent then reaches the workflow inside the activity call (an
     ActivityError caused by a CancelledError), not in what the workflow does next.
     """
-
-    async def past() -> bool:
-        events = (await handle.fetch_history()).events
-        done = [
-            e.event_id for e in events if e.HasField("activity_task_completed_event_attributes")
-        ]
-        return len(done) >= steps and any(
-            e.event_id > done[steps - 1] and e.HasField("workflow_task_completed_event_attributes")
-            for e in events
-        )
-
-    for _ in range(int(WAIT_S / 0.05)):
-        if await past():
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"the workflow never got past its first {steps} step(s)")
+    await _wait_until_run_on_after(
+        handle,
+        "activity_task_completed_event_attributes",
+        steps,
+        f"the workflow never got past its first {steps} step(s)",
+    )
 
 
 async def status(handle: WorkflowHandle[object, object]) -> WorkflowExecutionStatus | None:
