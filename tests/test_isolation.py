@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
 from sagakit.course.devserver import DevServerConfig
+from tests.helpers import fresh_python
 
 
 @pytest.mark.skipif(
@@ -32,11 +31,6 @@ async def test_the_session_runs_on_its_own_server_and_data_folder(client: Client
 def test_kernels_keep_their_ipython_history_out_of_the_learners_folder() -> None:
     """The notebooks' kernels (and every process the tests start) use the session's IPython
     folder, not ~/.ipython, where IPython keeps the learner's own command history."""
-    found = subprocess.run(
-        [sys.executable, "-c", "import IPython.paths; print(IPython.paths.get_ipython_dir())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    found = fresh_python("import IPython.paths; print(IPython.paths.get_ipython_dir())").strip()
     assert Path(found) != Path.home() / ".ipython"
     assert Path(found).parent.name.startswith("sagakit-test-tmp-")  # the session's scratch
