@@ -39,7 +39,7 @@ _scratch: Path | None = None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Start this process's own dev server and point the environment at it (see above)."""
+    """Set up the children's scratch folder, then this process's own dev server (see above)."""
     global _session_server
     if _is_xdist_controller(session.config):
         return
