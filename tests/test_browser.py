@@ -71,7 +71,7 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
-    """One headless Chromium for the module; each test opens its page in a context of its own."""
+    """One headless Chromium for the module; each test gets its own page (the ``page`` fixture)."""
     executable = _chromium()
     playwright_api = pytest.importorskip(
         "playwright.async_api", reason=f"Playwright is not installed: {INSTALL}."
@@ -84,6 +84,22 @@ async def browser() -> AsyncIterator[Any]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Any) -> AsyncIterator[Any]:
+    """A page in a browser context of its own, closed when the test ends.
+
+    A page left open keeps running its app (JupyterLab reconnecting to a server that has
+    stopped, the Web UI polling) while the module's next tests run.
+    """
+    context = await browser.new_context()
+    try:
+        opened = await context.new_page()
+        opened.set_default_timeout(TIMEOUT_MS)
+        yield opened
+    finally:
+        await context.close()
 
 
 @pytest.fixture
@@ -125,10 +141,8 @@ def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
     pytest.fail("JupyterLab did not answer within 60 s")
 
 
-async def test_quiz_widget_runs_and_grades_a_click(browser: Any, lab: str) -> None:
+async def test_quiz_widget_runs_and_grades_a_click(lab: str, page: Any) -> None:
     first = make_quiz(QuizOptions(questions=5, choices=4, seed=1701))[0]
-    page = await browser.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
     await page.goto(lab)
     await page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget")
     # Wait for the kernel, then run every cell, as Run > Run All Cells does.
@@ -148,7 +162,7 @@ async def test_quiz_widget_runs_and_grades_a_click(browser: Any, lab: str) -> No
 
 
 async def test_web_ui_shows_a_workflow_we_started(
-    browser: Any, client: Client, task_queue: str
+    page: Any, client: Client, task_queue: str
 ) -> None:
     workflow_id = f"browser-smoke-{secrets.token_hex(4)}"
     async with running_worker(
@@ -162,8 +176,6 @@ async def test_web_ui_shows_a_workflow_we_started(
             id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
         )
         await handle.result()
-    page = await browser.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
     await page.goto(web_ui_url(workflow_id, handle.result_run_id))
     await page.get_by_text(workflow_id).first.wait_for()
     await page.get_by_text("Completed").first.wait_for()
@@ -199,9 +211,7 @@ def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-async def test_course_site_sidebar_timeline_and_search(browser: Any, site_url: str) -> None:
-    page = await browser.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+async def test_course_site_sidebar_timeline_and_search(page: Any, site_url: str) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     await page.goto(f"{site_url}index.html")
