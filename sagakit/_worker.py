@@ -80,9 +80,9 @@ def code_build_id(code: Iterable[object]) -> str:
     """A worker Build ID that names the code it runs: a hash of the modules ``code`` comes from.
 
     It hashes the source of each module that defines one of the workflows and activities
-    (for one defined in ``__main__``, a notebook or a script, its own source), of the
-    sagakit core modules, and Temporal's SDK version. The same code gives
-    the same ID in any process; an edit to one of those modules gives a new one.
+    (for one defined in a notebook or a script, its own source), of the sagakit core
+    modules, and Temporal's SDK version. The same code gives the same ID in any process,
+    a module run with ``python -m`` included; an edit to one of those modules gives a new one.
 
     Temporal's own default hashes the code of every module loaded in the process instead:
     a quarter of a second of CPU in a notebook kernel, and an ID that also changes with
@@ -91,18 +91,41 @@ def code_build_id(code: Iterable[object]) -> str:
     items = list(code)
     digest = hashlib.md5(usedforsecurity=False)
     digest.update(f"temporalio {temporalio.service.__version__}".encode())
-    modules = {getattr(item, "__module__", None) for item in items} | set(CORE_MODULES)
+    files: dict[str, Path] = {}
     without_file: set[str] = set()
-    for name in sorted(m for m in modules if isinstance(m, str)):
-        origin = _source_file(name)
-        if origin is not None:
-            digest.update(f"\0{name}\0".encode())
-            digest.update(origin.read_bytes())
-        elif name not in CORE_MODULES:
-            without_file |= {_own_source(i) for i in items if getattr(i, "__module__", "") == name}
+    for module in {getattr(item, "__module__", None) for item in items} | set(CORE_MODULES):
+        if not isinstance(module, str):
+            continue
+        found = _source_file(module)
+        if found is not None:
+            files[found[0]] = found[1]
+        else:
+            without_file |= {
+                _own_source(i) for i in items if getattr(i, "__module__", "") == module
+            }
+    for name, path in sorted(files.items()):
+        digest.update(f"\0{name}\0".encode())
+        digest.update(path.read_bytes())
     for text in sorted(without_file):
         digest.update(f"\0{text}".encode())
     return f"sagakit-{digest.hexdigest()[:16]}"
+
+
+def _source_file(module: str) -> tuple[str, Path] | None:
+    """The import name and ``.py`` file of ``module`` (found without importing it), or None.
+
+    ``__main__`` has the name it was run under with ``python -m``; in a notebook or a
+    script run by path it has none, and its definitions are hashed by their own source.
+    """
+    loaded = sys.modules.get(module)
+    try:
+        spec = loaded.__spec__ if loaded is not None else importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    if spec is None or not origin or not origin.endswith(".py") or not Path(origin).is_file():
+        return None
+    return spec.name, Path(origin)
 
 
 def _own_source(item: object) -> str:
@@ -110,21 +133,6 @@ def _own_source(item: object) -> str:
         return inspect.getsource(item)  # type: ignore[arg-type]
     except (OSError, TypeError):
         return str(getattr(item, "__qualname__", repr(item)))
-
-
-def _source_file(module: str) -> Path | None:
-    """The ``.py`` file of ``module`` (found without importing it), or None."""
-    if module == "__main__":
-        return None
-    loaded = sys.modules.get(module)
-    try:
-        spec = loaded.__spec__ if loaded is not None else importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    origin = getattr(spec, "origin", None)
-    if not origin or not origin.endswith(".py") or not Path(origin).is_file():
-        return None
-    return Path(origin)
 
 
 def _worker_task_queue(client: Client, task_queue: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import linecache
 import sys
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,9 @@ from temporalio.worker import WorkerDeploymentConfig, WorkerDeploymentVersion
 
 from sagakit import running_worker
 from sagakit._worker import code_build_id
+from sagakit.course.lessons.durable import ORDER_STEPS, OrderInput, OrderWorkflow, create_step_log
 from sagakit.course.lessons.welcome import Greeting, WelcomeWorkflow, compose_greeting
+from sagakit.course.processes import start_worker_process
 from tests.helpers import fresh_python
 
 WELCOME = [WelcomeWorkflow, compose_greeting]
@@ -81,6 +84,26 @@ async def test_a_versioned_deployment_gets_no_build_id_of_ours(
     assert await _recorded_build_ids(handle) == {"course-1"}
 
 
+async def test_a_worker_process_run_with_python_m_has_the_same_id(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    # The child runs `python -m sagakit.course.lessons.durable`: there, the code is __main__.
+    worker = await start_worker_process(
+        client, "sagakit.course.lessons.durable", "worker", task_queue, task_queue=task_queue
+    )
+    try:
+        handle = await client.start_workflow(
+            OrderWorkflow.run,
+            OrderInput("o-1", str(create_step_log(tmp_path / "steps.db")), step_seconds=0),
+            id=f"build-id-{task_queue}",
+            task_queue=task_queue,
+        )
+        await handle.result()
+    finally:
+        worker.terminate()
+    assert await _recorded_build_ids(handle) == {code_build_id([OrderWorkflow, *ORDER_STEPS])}
+
+
 def test_the_same_code_gives_the_same_id_in_any_process() -> None:
     here = code_build_id(WELCOME)
     assert here == code_build_id(list(reversed(WELCOME)))
@@ -124,7 +147,11 @@ def _cell(source: str, cell: str) -> Any:
     return namespace["step"]
 
 
-def test_code_from_a_notebook_cell_is_hashed_by_its_source() -> None:
+def test_code_from_a_notebook_cell_is_hashed_by_its_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In a kernel, __main__ is IPython's user module: no spec, no file of its own.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     first = _cell("def step():\n    return 1\n", "a")
     again = _cell("def step():\n    return 1\n", "b")
     edited = _cell("def step():\n    return 2\n", "c")

@@ -51,7 +51,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from sagakit import SagakitError, sandbox_runner
-from sagakit._worker import _worker_task_queue
+from sagakit._worker import _worker_task_queue, code_build_id
 from sagakit.course._polling import poll_until
 
 __all__ = [
@@ -460,6 +460,7 @@ async def serve_worker(
             identity=identity,
             max_cached_workflows=opts.max_cached_workflows,
             workflow_runner=sandbox_runner(passthrough=opts.passthrough),
+            build_id=code_build_id([*workflows, *activities]),  # as running_worker's workers
         )
         async with worker:
             print(f"{READY_PREFIX} task_queue={task_queue} identity={identity}", flush=True)
