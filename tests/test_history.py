@@ -17,8 +17,6 @@ import os
 from pathlib import Path
 
 import pytest
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 
 from sagakit import running_worker
@@ -50,6 +48,8 @@ from tests.history_workflows import (
     reserve_car,
 )
 
+# matplotlib is imported inside the three tests that draw: each test process imports this
+# module to collect the tests, and only one of them runs these (about a second of CPU each).
 DATA = Path(__file__).parent / "data"
 TRIP_HISTORY = DATA / "trip_saga_history.json"
 FLAKY_HISTORY = DATA / "flaky_retry_history.json"
@@ -203,6 +203,8 @@ async def test_parallel_activities_overlap_in_spans_and_plot(
     assert sorted(s.activity for s in spans) == ["cancel_car", "cancel_hotel", "refund_card"]
     assert all(s.is_compensation and s.outcome == "completed" for s in spans)
     assert _overlap(spans), "activities that waited for each other must overlap"
+
+    from matplotlib.patches import Rectangle  # imported here: see the note above DATA
 
     figure = plot_timeline(history)
     [ax] = figure.axes
@@ -362,6 +364,8 @@ def test_stored_tables(trip: WorkflowHistory) -> None:
 
 
 def test_stored_plot(trip: WorkflowHistory) -> None:
+    from matplotlib.figure import Figure  # imported here: see the note above DATA
+
     figure = plot_timeline(trip, title="Lisbon trip")
     assert isinstance(figure, Figure)
     [ax] = figure.axes
@@ -380,6 +384,8 @@ def test_stored_plot(trip: WorkflowHistory) -> None:
 
 
 def test_plot_into_given_axes_from_spans(trip: WorkflowHistory) -> None:
+    from matplotlib.figure import Figure  # imported here: see the note above DATA
+
     figure = Figure()
     ax = figure.add_subplot()
     spans = activity_spans(trip)[:2]
