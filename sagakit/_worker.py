@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import temporalio.service
+from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -58,6 +59,13 @@ def sandbox_runner(
 ) -> SandboxedWorkflowRunner:
     """A sandboxed workflow runner that passes the sagakit core through.
 
+    A worker checks each of its workflow classes when it starts, by loading the class's
+    module in a new sandbox. With Temporal's default restrictions (``restrictions`` left
+    ``None``), this runner checks a class once per process and pass-through list: a notebook
+    starts a worker for the same workflows many times, and each check re-executes the
+    workflow's module (10 to 40 ms for a lesson's). A class defined again (a notebook cell
+    run again) is a new class and is checked again.
+
     Args:
         restrictions: the sandbox restrictions to start from; Temporal's defaults if ``None``.
         passthrough: more module names to pass through (only modules that are deterministic
@@ -68,9 +76,28 @@ def sandbox_runner(
         Worker(client, task_queue="trips", workflows=[BookTrip], workflow_runner=sandbox_runner())
     """
     base = restrictions or SandboxRestrictions.default
-    return SandboxedWorkflowRunner(
-        restrictions=base.with_passthrough_modules(*CORE_MODULES, *passthrough)
-    )
+    narrowed = base.with_passthrough_modules(*CORE_MODULES, *passthrough)
+    if restrictions is not None:
+        return SandboxedWorkflowRunner(restrictions=narrowed)
+    return _CheckedOnceRunner(frozenset(passthrough), restrictions=narrowed)
+
+
+_checked: set[tuple[type, frozenset[str]]] = set()
+"""Workflow classes a worker of this process has checked, with the pass-through list they had."""
+
+
+class _CheckedOnceRunner(SandboxedWorkflowRunner):
+    """Temporal's sandboxed runner, whose start-up check runs once per class (see above)."""
+
+    def __init__(self, passthrough: frozenset[str], **options: Any) -> None:
+        super().__init__(**options)
+        self._passthrough = passthrough
+
+    def prepare_workflow(self, defn: workflow._Definition) -> None:
+        key = (defn.cls, self._passthrough)
+        if key not in _checked:
+            super().prepare_workflow(defn)
+            _checked.add(key)  # only once the check has passed: a failing class fails again
 
 
 _VERSIONING_OPTIONS = ("build_id", "deployment_config", "use_worker_versioning")
