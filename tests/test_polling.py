@@ -161,6 +161,6 @@ async def test_the_harness_tells_completed_stuck_and_too_slow_runs_apart(client:
     assert slow.history is not None
     # The check's line says what the run was last doing: here, waiting on its 60 s timer.
     assert re.search(
-        r"\(the last event in its History: timer_started, \d+ s after the start\)",
+        r"\(the last event in its History: TimerStarted, \d+ s after the start\)",
         str(_unfinished(slow, "temporal_basics.py")),
     )

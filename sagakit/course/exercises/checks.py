@@ -72,6 +72,7 @@ from sagakit.course.services.invariants import check_world
 from sagakit.course.services.order_invariants import check_orders
 from sagakit.course.services.orders import OrderActivities, OrderRequest, Shop, ShopSeed
 from sagakit.course.services.world import World, WorldSeed
+from sagakit.history import event_type_name
 
 __all__ = [
     "EXERCISES",
@@ -160,7 +161,7 @@ def _last_event(history: WorkflowHistory | None) -> str:
     if history is None or not history.events:
         return ""
     first, last = history.events[0], history.events[-1]
-    kind = (last.WhichOneof("attributes") or "").removesuffix("_event_attributes")
+    kind = event_type_name(last)
     if last.HasField("activity_task_scheduled_event_attributes"):
         kind += f" {last.activity_task_scheduled_event_attributes.activity_type.name}"
     after = last.event_time.ToDatetime() - first.event_time.ToDatetime()
