@@ -79,7 +79,7 @@ def sandbox_runner(
     narrowed = base.with_passthrough_modules(*CORE_MODULES, *passthrough)
     if restrictions is not None:
         return SandboxedWorkflowRunner(restrictions=narrowed)
-    return _CheckedOnceRunner(frozenset(passthrough), restrictions=narrowed)
+    return _CheckedOnceRunner(restrictions=narrowed)
 
 
 _checked: set[tuple[type, frozenset[str]]] = set()
@@ -87,14 +87,14 @@ _checked: set[tuple[type, frozenset[str]]] = set()
 
 
 class _CheckedOnceRunner(SandboxedWorkflowRunner):
-    """Temporal's sandboxed runner, whose start-up check runs once per class (see above)."""
+    """Temporal's sandboxed runner, whose start-up check runs once per class (see above).
 
-    def __init__(self, passthrough: frozenset[str], **options: Any) -> None:
-        super().__init__(**options)
-        self._passthrough = passthrough
+    Built on Temporal's default restrictions only, so its pass-through list is all that
+    tells two of them apart.
+    """
 
     def prepare_workflow(self, defn: workflow._Definition) -> None:
-        key = (defn.cls, self._passthrough)
+        key = (defn.cls, frozenset(self.restrictions.passthrough_modules))
         if key not in _checked:
             super().prepare_workflow(defn)
             _checked.add(key)  # only once the check has passed: a failing class fails again
