@@ -22,10 +22,12 @@ The fixtures are in tests/conftest.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,12 +78,37 @@ def _give_children_a_scratch_folder() -> None:
 
     The kernels' IPython folder goes there too: IPython keeps a history database in it, and
     the tests' 50 kernels wrote their sessions into the learner's ~/.ipython (the kernels of
-    the four test processes, starting at once, into one SQLite file).
+    the four test processes, starting at once, into one SQLite file). So do the Jupyter
+    runtime files (each kernel's connection file), which went to the learner's runtime folder.
     """
     global _scratch
     _scratch = Path(tempfile.mkdtemp(prefix="sagakit-test-tmp-"))
     os.environ["TMPDIR"] = str(_scratch)
     os.environ["IPYTHONDIR"] = str(_scratch / "ipython")
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(_scratch / "jupyter-runtime")
+    _start_kernels_on_unix_sockets(_scratch / "kernels")
+
+
+def _start_kernels_on_unix_sockets(folder: Path) -> None:
+    """Have nbval start each notebook's kernel on Unix sockets in ``folder``, not TCP ports.
+
+    For TCP, jupyter_client picks a kernel's five ports by binding port 0 and letting go,
+    and the kernel binds them once it has started, a second later. Meanwhile the other test
+    processes start dev servers, JupyterLab and connections that may take one of those ports:
+    the kernel then dies at start, and every cell of its notebook fails. Nothing else can
+    take a socket path in this session's own folder.
+    """
+    import nbval.kernel  # type: ignore[import-untyped]  # nbval ships no type hints
+    from jupyter_client.manager import KernelManager
+
+    folder.mkdir()
+    numbers = itertools.count()
+
+    def manager(**kwargs: Any) -> KernelManager:
+        # A short path: a Unix socket's path may not be longer than about 100 bytes.
+        return KernelManager(transport="ipc", ip=str(folder / str(next(numbers))), **kwargs)
+
+    nbval.kernel.KernelManager = manager
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

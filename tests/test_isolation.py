@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
+import nbval.kernel as nbval_kernel  # type: ignore[import-untyped]  # no type hints
 import pytest
 from temporalio.client import Client
 
@@ -34,3 +36,30 @@ def test_kernels_keep_their_ipython_history_out_of_the_learners_folder() -> None
     found = fresh_python("import IPython.paths; print(IPython.paths.get_ipython_dir())").strip()
     assert Path(found) != Path.home() / ".ipython"
     assert Path(found).parent.name.startswith("sagakit-test-tmp-")  # the session's scratch
+
+
+def test_kernels_keep_their_connection_files_out_of_the_learners_folder() -> None:
+    """Each notebook kernel's connection file goes to the session's scratch folder, not to the
+    learner's Jupyter runtime folder (which ``jupyter server list`` and JupyterLab read)."""
+    found = fresh_python(
+        "import jupyter_core.paths; print(jupyter_core.paths.jupyter_runtime_dir())"
+    )
+    assert Path(found.strip()).parent.name.startswith("sagakit-test-tmp-")
+
+
+def test_a_notebook_kernel_talks_over_unix_sockets_in_the_sessions_folder(tmp_path: Path) -> None:
+    """nbval's kernels use Unix sockets in the session's folder, not TCP ports that
+    jupyter_client picks and the kernel binds a second later (another process may take one
+    in between: the kernel dies, and every cell of its notebook fails)."""
+    kernel = nbval_kernel.RunningKernel(nbval_kernel.CURRENT_ENV_KERNEL_NAME, cwd=str(tmp_path))
+    try:
+        info = kernel.km.get_connection_info()
+        assert info["transport"] == "ipc"
+        assert Path(info["ip"]).parent.parent.name.startswith("sagakit-test-tmp-")
+        for channel in ("shell", "iopub", "stdin", "control", "hb"):
+            path = Path(f"{info['ip']}-{info[f'{channel}_port']}")
+            assert stat.S_ISSOCK(path.stat().st_mode), f"{channel}: no socket at {path}"
+        reply = kernel.kc.execute_interactive("print(6 * 7)", timeout=60)
+        assert reply["content"]["status"] == "ok"
+    finally:
+        kernel.stop()
