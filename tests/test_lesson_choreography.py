@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from matplotlib.figure import Figure
 from temporalio.client import Client
 
 from sagakit import Fault, FaultPlan, running_worker
@@ -98,6 +97,10 @@ def test_arrows_and_diagram_of_a_choreography(tmp_path: Path) -> None:
         ("desk", "desk", "undo"),
     ]
     figure = plot_sequence(["desk", "hotel", "flight", "excursion"], arrows, title="t6")
+    # Imported here, not at the top: every test process imports this module to collect its
+    # tests, and only one of them draws (matplotlib costs each about half a second of CPU).
+    from matplotlib.figure import Figure
+
     assert isinstance(figure, Figure)
     assert len(figure.axes) == 1
 
