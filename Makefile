@@ -8,6 +8,8 @@ LOCK   := constraints.txt
 LAB_PORT ?= 8888
 # Jupyter refuses to run as root (containers, CI) unless told so explicitly.
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The Python that makes the venv, found before the venv's own bin folder goes first on PATH.
+SYSTEM_PYTHON := $(shell command -v $(PYTHON) 2>/dev/null || echo $(PYTHON))
 export PATH := $(abspath $(BIN)):$(PATH)
 # Keep Python's bytecode cache on, even where the environment turns it off: Temporal's workflow
 # sandbox imports a workflow's modules afresh for every run, and without a __pycache__ each of
@@ -17,15 +19,29 @@ unexport PYTHONDONTWRITEBYTECODE
 .PHONY: setup lock lab test lint typecheck pytest notebooks editions navigation site chaos bench server-start server-stop doctor clean
 
 # pip installs the locked uv, and uv installs the rest: the same pins, three times faster than
-# pip (it downloads and compiles in parallel). Compiling every module up front, as pip does, costs
-# the install 13 s and saves more: left to the first import, the same module was compiled by
-# each test process and kernel that started at the same moment. uv reads UV_INDEX_URL where pip
-# reads PIP_INDEX_URL, and trusts the system's certificates (as pip here does), so a proxy's own
+# pip (it downloads and compiles in parallel). uv reads UV_INDEX_URL where pip reads
+# PIP_INDEX_URL, and trusts the system's certificates (as pip here does), so a proxy's own
 # authority is accepted.
+# The venv starts without pip (putting pip there takes ensurepip 7 s): the system's pip installs
+# uv into it (`pip --python`), and uv installs pip with the rest. Where the system Python has no
+# pip, or one older than `--python` (22.3), the venv gets its own pip the slow way first.
+# Compiling the modules up front costs the install a few seconds and saves more: left to the
+# first import, the same module was compiled by each test process and kernel that started at
+# the same moment. Only what no test or lesson imports is left out (COLD: tests of the
+# installed packages, mypy's sources beside its compiled modules, tools of other platforms).
+COLD := /(tests?|testing|mypyc?|pip|setuptools|pkg_resources|fontTools|wcwidth|prompt_toolkit|jedi|parso)/|/numpy/(f2py|distutils)/|/pydevd_attach_to_process/|/playwright/sync_api/|/sqlalchemy/dialects/(mssql|mysql|oracle|postgresql)/
 $(STAMP): pyproject.toml $(LOCK)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c $(LOCK) uv
-	$(BIN)/uv pip install --quiet --system-certs --python $(BIN)/python --compile-bytecode -c $(LOCK) -e ".[course,test,site]"
+	test -x $(BIN)/python || $(SYSTEM_PYTHON) -m venv --without-pip $(VENV)
+	@if $(SYSTEM_PYTHON) -c 'import pip, sys; sys.exit([int(n) for n in pip.__version__.split(".")[:2]] < [22, 3])' 2>/dev/null; then \
+		pip="$(SYSTEM_PYTHON) -m pip --python $(BIN)/python"; \
+	else \
+		$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
+		pip="$(BIN)/python -m pip"; \
+	fi; \
+	echo "$$pip install --quiet -c $(LOCK) uv"; \
+	$$pip install --quiet -c $(LOCK) uv
+	$(BIN)/uv pip install --quiet --system-certs --python $(BIN)/python -c $(LOCK) -e ".[course,test,site]" pip
+	$(BIN)/python -m compileall -q -j0 -x '$(COLD)' $(VENV)/lib
 	touch $(STAMP)
 
 ## setup: create .venv and install sagakit with the course, test and site dependencies, at the
