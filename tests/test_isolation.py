@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import nbval.kernel as nbval_kernel  # type: ignore[import-untyped]  # no type hints
@@ -51,15 +52,19 @@ def test_a_notebook_kernel_talks_over_unix_sockets_in_the_sessions_folder(tmp_pa
     """nbval's kernels use Unix sockets in the session's folder, not TCP ports that
     jupyter_client picks and the kernel binds a second later (another process may take one
     in between: the kernel dies, and every cell of its notebook fails)."""
-    kernel = nbval_kernel.RunningKernel(nbval_kernel.CURRENT_ENV_KERNEL_NAME, cwd=str(tmp_path))
+    # nbval's own start (RunningKernel) leaves its stderr file open: DEVNULL is no file object.
+    manager, client = nbval_kernel.start_new_kernel(
+        kernel_name=nbval_kernel.CURRENT_ENV_KERNEL_NAME, stderr=subprocess.DEVNULL, cwd=tmp_path
+    )
     try:
-        info = kernel.km.get_connection_info()
+        info = manager.get_connection_info()
         assert info["transport"] == "ipc"
         assert Path(info["ip"]).parent.parent.name.startswith("sagakit-test-tmp-")
         for channel in ("shell", "iopub", "stdin", "control", "hb"):
             path = Path(f"{info['ip']}-{info[f'{channel}_port']}")
             assert stat.S_ISSOCK(path.stat().st_mode), f"{channel}: no socket at {path}"
-        reply = kernel.kc.execute_interactive("print(6 * 7)", timeout=60)
+        reply = client.execute_interactive("print(6 * 7)", timeout=60)
         assert reply["content"]["status"] == "ok"
     finally:
-        kernel.stop()
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
