@@ -29,6 +29,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # first import, the same module was compiled by each test process and kernel that started at
 # the same moment. Only what no test or lesson imports is left out (COLD: tests of the
 # installed packages, mypy's sources beside its compiled modules, tools of other platforms).
+# A file that does not compile (a package may ship one) is named and left to its first import.
 COLD := /(tests?|testing|mypyc?|pip|setuptools|pkg_resources|fontTools|wcwidth|prompt_toolkit|jedi|parso)/|/numpy/(f2py|distutils)/|/pydevd_attach_to_process/|/playwright/sync_api/|/sqlalchemy/dialects/(mssql|mysql|oracle|postgresql)/
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(SYSTEM_PYTHON) -m venv --without-pip $(VENV)
@@ -41,7 +42,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	echo "$$pip install --quiet -c $(LOCK) uv"; \
 	$$pip install --quiet -c $(LOCK) uv
 	$(BIN)/uv pip install --quiet --system-certs --python $(BIN)/python -c $(LOCK) -e ".[course,test,site]" pip
-	$(BIN)/python -m compileall -q -j0 -x '$(COLD)' $(VENV)/lib
+	$(BIN)/python -m compileall -q -j0 -x '$(COLD)' $(VENV)/lib || true
 	touch $(STAMP)
 
 ## setup: create .venv and install sagakit with the course, test and site dependencies, at the
