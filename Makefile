@@ -36,7 +36,9 @@ $(STAMP): pyproject.toml $(LOCK)
 	@if $(SYSTEM_PYTHON) -c 'import pip, sys; sys.exit([int(n) for n in pip.__version__.split(".")[:2]] < [22, 3])' 2>/dev/null; then \
 		pip="$(SYSTEM_PYTHON) -m pip --python $(BIN)/python"; \
 	else \
-		$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
+		$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip >/dev/null || { \
+			echo "$(SYSTEM_PYTHON) has no pip (22.3 or newer) and no ensurepip to make one: install pip" \
+				"(Debian, Ubuntu: apt install python3-pip python3-venv), then run make again." >&2; exit 1; }; \
 		pip="$(BIN)/python -m pip"; \
 	fi; \
 	echo "$$pip install --quiet -c $(LOCK) uv"; \
