@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 from temporalio.api.history.v1 import HistoryEvent
@@ -22,6 +23,21 @@ from tests.saga_workflows import TripPlan, TripWorkflow
 
 WAIT_S = 30.0
 """Longest any helper waits for something to happen on the server."""
+POLL_S = 0.05
+"""How often the helpers look."""
+
+T = TypeVar("T")
+
+
+async def poll(probe: Callable[[], Awaitable[T | None]], failure: Callable[[], str]) -> T:
+    """Await ``probe`` every :data:`POLL_S` until it returns something, and return that; fail
+    the test with ``failure()`` after :data:`WAIT_S` worth of looks."""
+    for _ in range(int(WAIT_S / POLL_S)):
+        found = await probe()
+        if found is not None:
+            return found
+        await asyncio.sleep(POLL_S)
+    pytest.fail(failure())
 
 
 async def start(
@@ -38,21 +54,23 @@ async def start(
 
 async def wait_until(check: Callable[[], bool], what: str) -> None:
     """Poll ``check`` every 50 ms; fail the test after :data:`WAIT_S`."""
-    for _ in range(int(WAIT_S / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"gave up after {WAIT_S} s waiting for {what}")
+
+    async def passed() -> bool | None:
+        return True if check() else None
+
+    await poll(passed, lambda: f"gave up after {WAIT_S} s waiting for {what}")
 
 
 async def wait_for_event(handle: WorkflowHandle[object, object], attribute: str) -> HistoryEvent:
     """The first History event that has ``attribute`` (e.g. ``workflow_task_failed_...``)."""
-    for _ in range(int(WAIT_S / 0.05)):
-        for event in (await handle.fetch_history()).events:
-            if event.HasField(attribute):  # type: ignore[arg-type]
-                return event
-        await asyncio.sleep(0.05)
-    pytest.fail(f"gave up after {WAIT_S} s waiting for a History event with {attribute}")
+
+    async def first() -> HistoryEvent | None:
+        events = (await handle.fetch_history()).events
+        return next((e for e in events if e.HasField(attribute)), None)  # type: ignore[arg-type]
+
+    return await poll(
+        first, lambda: f"gave up after {WAIT_S} s waiting for a History event with {attribute}"
+    )
 
 
 async def _wait_until_run_on_after(
@@ -61,19 +79,16 @@ async def _wait_until_run_on_after(
     """Wait until the History has ``count`` events with ``attribute`` and the workflow code has
     run on after the last of them (a workflow task completed after it)."""
 
-    async def ran_on() -> bool:
+    async def ran_on() -> bool | None:
         events = (await handle.fetch_history()).events
         found = [e.event_id for e in events if e.HasField(attribute)]  # type: ignore[arg-type]
-        return len(found) >= count and any(
+        done = len(found) >= count and any(
             e.event_id > found[count - 1] and e.HasField("workflow_task_completed_event_attributes")
             for e in events
         )
+        return True if done else None
 
-    for _ in range(int(WAIT_S / 0.05)):
-        if await ran_on():
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(failure)
+    await poll(ran_on, lambda: failure)
 
 
 async def wait_until_cancel_seen(handle: WorkflowHandle[object, object]) -> None:
@@ -132,12 +147,15 @@ async def progress(handle: WorkflowHandle[object, object]) -> SagaProgress:
 
 async def wait_for_state(handle: WorkflowHandle[object, object], state: SagaState) -> SagaProgress:
     """Poll ``saga_progress`` until the saga reaches ``state``; return that snapshot."""
-    for _ in range(int(WAIT_S / 0.05)):
-        snapshot = await progress(handle)
-        if snapshot.state is state:
-            return snapshot
-        await asyncio.sleep(0.05)
-    pytest.fail(f"the saga never reached {state.value}; last: {snapshot}")
+    last: list[SagaProgress] = []
+
+    async def reached() -> SagaProgress | None:
+        last[:] = [await progress(handle)]
+        return last[0] if last[0].state is state else None
+
+    return await poll(
+        reached, lambda: f"the saga never reached {state.value}; last: {last[0] if last else None}"
+    )
 
 
 async def current_details(handle: WorkflowHandle[object, object]) -> str:
