@@ -147,15 +147,14 @@ async def progress(handle: WorkflowHandle[object, object]) -> SagaProgress:
 
 async def wait_for_state(handle: WorkflowHandle[object, object], state: SagaState) -> SagaProgress:
     """Poll ``saga_progress`` until the saga reaches ``state``; return that snapshot."""
-    last: list[SagaProgress] = []
+    last: SagaProgress | None = None
 
     async def reached() -> SagaProgress | None:
-        last[:] = [await progress(handle)]
-        return last[0] if last[0].state is state else None
+        nonlocal last
+        last = await progress(handle)
+        return last if last.state is state else None
 
-    return await poll(
-        reached, lambda: f"the saga never reached {state.value}; last: {last[0] if last else None}"
-    )
+    return await poll(reached, lambda: f"the saga never reached {state.value}; last: {last}")
 
 
 async def current_details(handle: WorkflowHandle[object, object]) -> str:
