@@ -34,10 +34,12 @@ import pytest
 import sagakit.course.client
 from sagakit.course.devserver import DevServer, DevServerConfig
 from sagakit.course.errors import PortInUseError, ServerStartError
+from tests.forked_kernels import KernelForkServer, forking_kernel_manager
 from tests.helpers import free_port
 
 _session_server: DevServer | None = None
 _scratch: Path | None = None
+_fork_server: KernelForkServer | None = None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -97,16 +99,22 @@ def _start_kernels_on_unix_sockets(folder: Path) -> None:
     processes start dev servers, JupyterLab and connections that may take one of those ports:
     the kernel then dies at start, and every cell of its notebook fails. Nothing else can
     take a socket path in this session's own folder.
+
+    And fork each kernel from this process's fork server (tests/forked_kernels.py) instead of
+    starting it cold: it has imported ipykernel, temporalio and sagakit once, which every
+    kernel otherwise imports again (about a second of CPU each, 53 times a run).
     """
     import nbval.kernel  # type: ignore[import-untyped]  # nbval ships no type hints
-    from jupyter_client.manager import KernelManager
 
+    global _fork_server
     folder.mkdir()
     numbers = itertools.count()
+    _fork_server = KernelForkServer()
+    manager_class = forking_kernel_manager(_fork_server)
 
-    def manager(**kwargs: Any) -> KernelManager:
+    def manager(**kwargs: Any) -> Any:
         # A short path: a Unix socket's path may not be longer than about 100 bytes.
-        return KernelManager(transport="ipc", ip=str(folder / str(next(numbers))), **kwargs)
+        return manager_class(transport="ipc", ip=str(folder / str(next(numbers))), **kwargs)
 
     nbval.kernel.KernelManager = manager
 
@@ -161,5 +169,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _session_server is not None:
         _session_server.stop()
         shutil.rmtree(_session_server.config.data_dir, ignore_errors=True)
+    if _fork_server is not None:
+        _fork_server.close()
     if _scratch is not None:
         shutil.rmtree(_scratch, ignore_errors=True)

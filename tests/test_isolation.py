@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import nbval.kernel as nbval_kernel  # type: ignore[import-untyped]  # no type hints
 import pytest
+from jupyter_client.manager import KernelManager
 from temporalio.client import Client
 
 from sagakit.course.devserver import DevServerConfig
+from tests.forked_kernels import ForkedKernel, KernelForkServer, forking_kernel_manager
 from tests.helpers import fresh_python
 
 
@@ -68,3 +72,109 @@ def test_a_notebook_kernel_talks_over_unix_sockets_in_the_sessions_folder(tmp_pa
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+_KERNEL_PROBE = """
+import json, os, signal, sys
+print(json.dumps({
+    "path": sys.path, "cwd": os.getcwd(), "argv0": os.path.basename(sys.argv[0]),
+    "probe": os.environ.get("SAGAKIT_KERNEL_PROBE"), "own_group": os.getpgid(0) == os.getpid(),
+    "sigchld": int(signal.getsignal(signal.SIGCHLD)), "parent": os.getppid(),
+    "ahead": [m for m in ("matplotlib", "ipywidgets") if m in sys.modules],
+}))
+"""
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def _probe(client: Any) -> dict[str, Any]:
+    lines: list[str] = []
+
+    def collect(message: dict[str, Any]) -> None:
+        if message["msg_type"] == "stream":
+            lines.append(message["content"]["text"])
+
+    reply = client.execute_interactive(_KERNEL_PROBE, timeout=60, output_hook=collect)
+    assert reply["content"]["status"] == "ok"
+    probed: dict[str, Any] = json.loads("".join(lines))
+    return probed
+
+
+def test_a_notebook_kernel_is_forked_and_looks_like_a_cold_one(tmp_path: Path) -> None:
+    """nbval's kernels are forked from the test process's fork server (it has imported what
+    every kernel imports), and a notebook sees what it sees in a kernel started cold: the
+    same sys.path, folder, arguments and environment, a process group of its own, and no
+    matplotlib or ipywidgets loaded before the notebook loads them."""
+    env = {**os.environ, "SAGAKIT_KERNEL_PROBE": "this launch only"}
+    cold_manager = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "cold"))
+    cold_manager.start_kernel(cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
+    cold_client = cold_manager.client()
+    forked_manager, forked_client = nbval_kernel.start_new_kernel(
+        kernel_name=nbval_kernel.CURRENT_ENV_KERNEL_NAME,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=env,
+    )
+    try:
+        cold_client.start_channels()
+        cold_client.wait_for_ready(timeout=60)
+        cold, forked = _probe(cold_client), _probe(forked_client)
+    finally:
+        for client, manager in ((cold_client, cold_manager), (forked_client, forked_manager)):
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
+    # Forked: its parent is this process's fork server, not this process.
+    server = forked.pop("parent")
+    assert (
+        Path(f"/proc/{server}/cmdline")
+        .read_bytes()
+        .split(b"\0")[1]
+        .endswith(b"tests/forked_kernels.py")
+    ), "the kernel was not forked"
+    assert _parent_of(server) == os.getpid()
+    assert cold.pop("parent") == os.getpid()
+    assert forked == cold
+    assert forked["probe"] == "this launch only"
+    assert forked["own_group"]
+    assert forked["ahead"] == []
+
+
+@pytest.mark.parametrize(
+    ("module", "reason"),
+    [("this", "printed"), ("imp", "warned"), ("matplotlib.figure", "loaded matplotlib")],
+)
+def test_a_fork_server_that_would_hide_an_import_refuses(module: str, reason: str) -> None:
+    """A module loaded ahead that prints or warns would do so in a learner's first cell,
+    where nbval compares the output: then the fork server does not serve, and kernels
+    start cold (``None``). So does one that would load matplotlib before the kernel."""
+    server = KernelForkServer(lesson_modules=(module,))
+    try:
+        assert server.fork_kernel(["-f", "unused.json"], os.getcwd(), dict(os.environ)) is None
+        assert server.refused is not None
+        assert reason in server.refused
+    finally:
+        server.close()
+
+
+def test_a_forked_kernel_ends_with_its_fork_server(tmp_path: Path) -> None:
+    """Closing the fork server leaves no kernel behind (each watches its parent)."""
+    server = KernelForkServer()
+    manager = forking_kernel_manager(server)(
+        kernel_name="python3", transport="ipc", ip=str(tmp_path / "k")
+    )
+    manager.start_kernel(cwd=tmp_path, stderr=subprocess.DEVNULL)
+    kernel = manager.provisioner.process
+    assert isinstance(kernel, ForkedKernel)
+    assert kernel.poll() is None
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+    finally:
+        client.stop_channels()
+    server.close()
+    assert kernel.wait(timeout=20) == 0
+    manager.cleanup_resources()
