@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -67,7 +68,9 @@ class _Page(HTMLParser):
             self._sidebar_depth -= 1
 
 
+@functools.cache
 def _parse(path: Path) -> _Page:
+    """The page, parsed once per test process: the built site does not change."""
     page = _Page()
     page.feed(path.read_text(encoding="utf-8"))
     return page
