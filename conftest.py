@@ -132,13 +132,15 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 # The files that take longest (seconds, from `pytest --durations=0` on two cores). With
 # --dist=loadfile a file runs whole on one worker, in the order they were collected; handing
 # out the long ones first keeps one of them from running alone at the end of the run while
-# the other workers sit idle.
+# the other workers sit idle. tests/test_site.py is not among them although it shares the
+# site build with tests/test_browser.py: its own checks take seconds, and started later it
+# finds the site that test_browser's worker built first, where started at once its worker
+# waited half a minute for the build, doing nothing.
 LONG_FILES: dict[str, int] = {
     "tests/test_browser.py": 56,
     "tests/test_exercises.py": 53,
     "tests/test_cli.py": 47,
     "tests/test_process_faults.py": 43,
-    "tests/test_site.py": 39,
     "tests/test_lesson_timeouts.py": 32,
     "tests/test_benchmarks.py": 31,
     "notebooks/solutions/01-concurrency-scalability-reliability.ipynb": 29,
