@@ -50,6 +50,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _give_children_a_scratch_folder()
     if sagakit.course.client.configured_profile() is not None:
         return
+    # The dev servers the tests start (this one and those a test starts itself) collect
+    # garbage less often: about 7 % less of their CPU (the same workload, three runs each),
+    # for about 80 MB more memory each. A learner's server keeps Go's default.
+    os.environ.setdefault("GOGC", "400")
     data_dir = Path(tempfile.mkdtemp(prefix="sagakit-test-server-"))
     # A port found free can be taken before the server binds it (other test processes
     # start servers too, each listening on a few more ports of the ephemeral range): then
