@@ -92,11 +92,11 @@ def _give_children_a_scratch_folder() -> None:
     os.environ["TMPDIR"] = str(_scratch)
     os.environ["IPYTHONDIR"] = str(_scratch / "ipython")
     os.environ["JUPYTER_RUNTIME_DIR"] = str(_scratch / "jupyter-runtime")
-    _start_kernels_on_unix_sockets(_scratch / "kernels")
+    _start_kernels_forked_on_unix_sockets(_scratch / "kernels")
 
 
-def _start_kernels_on_unix_sockets(folder: Path) -> None:
-    """Have nbval start each notebook's kernel on Unix sockets in ``folder``, not TCP ports.
+def _start_kernels_forked_on_unix_sockets(folder: Path) -> None:
+    """Have nbval start each notebook's kernel forked, on Unix sockets in ``folder``.
 
     For TCP, jupyter_client picks a kernel's five ports by binding port 0 and letting go,
     and the kernel binds them once it has started, a second later. Meanwhile the other test
@@ -104,9 +104,9 @@ def _start_kernels_on_unix_sockets(folder: Path) -> None:
     the kernel then dies at start, and every cell of its notebook fails. Nothing else can
     take a socket path in this session's own folder.
 
-    And fork each kernel from this process's fork server (tests/forked_kernels.py) instead of
-    starting it cold: it has imported ipykernel, temporalio and sagakit once, which every
-    kernel otherwise imports again (about a second of CPU each, 53 times a run).
+    Each kernel is forked from this process's fork server (tests/forked_kernels.py), not
+    started cold: the server has imported ipykernel, temporalio and sagakit once, which
+    every kernel otherwise imports again (about a second of CPU each, 53 times a run).
     """
     import nbval.kernel  # type: ignore[import-untyped]  # nbval ships no type hints
 

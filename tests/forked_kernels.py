@@ -99,22 +99,19 @@ class ForkedKernel:
         self.send_signal(signal.SIGTERM)
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def _start_time(pid: int) -> str | None:
-    """The process's start time (field 22 of /proc/PID/stat), or None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else fields[19]
-
-
-def _process_group(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[2])
+    """The process's start time, or None if it is gone (or a zombie)."""
+    fields = _stat(pid)
+    return None if fields is None or fields[0] == "Z" else fields[19]
 
 
 class KernelForkServer:
@@ -142,15 +139,19 @@ class KernelForkServer:
             if process is None or process.stdin is None or process.stdout is None:
                 return None
             request = {"argv": argv, "cwd": cwd, "env": {**env, "JPY_PARENT_PID": str(process.pid)}}
-            process.stdin.write(json.dumps(request).encode() + b"\n")
-            process.stdin.flush()
-            answer = process.stdout.readline().decode().strip()
+            try:
+                process.stdin.write(json.dumps(request).encode() + b"\n")
+                process.stdin.flush()
+                answer = process.stdout.readline().decode().strip()
+            except OSError as err:
+                answer = f"the fork server is gone ({err})"
         if not answer.isdigit():
             self.refused = answer or "the fork server exited"
             return None
         pid = int(answer)
         # It answers once the child has its own session: the group jupyter_client signals.
-        if _process_group(pid) != pid:
+        fields = _stat(pid)
+        if fields is None or int(fields[2]) != pid:
             raise RuntimeError(f"forked kernel {pid} is not in a process group of its own")
         return ForkedKernel(pid)
 

@@ -142,14 +142,29 @@ def test_a_notebook_kernel_is_forked_and_looks_like_a_cold_one(tmp_path: Path) -
     assert forked["ahead"] == []
 
 
+NOISY_MODULES = {
+    "prints_on_import": "print('loaded')",
+    "warns_on_import": "import warnings\nwarnings.warn('a warning a first cell would show')",
+    "loads_matplotlib": "import matplotlib.figure",
+}
+
+
 @pytest.mark.parametrize(
     ("module", "reason"),
-    [("this", "printed"), ("imp", "warned"), ("matplotlib.figure", "loaded matplotlib")],
+    [
+        ("prints_on_import", "printed"),
+        ("warns_on_import", "warned"),
+        ("loads_matplotlib", "loaded matplotlib"),
+    ],
 )
-def test_a_fork_server_that_would_hide_an_import_refuses(module: str, reason: str) -> None:
+def test_a_fork_server_that_would_hide_an_import_refuses(
+    module: str, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A module loaded ahead that prints or warns would do so in a learner's first cell,
     where nbval compares the output: then the fork server does not serve, and kernels
     start cold (``None``). So does one that would load matplotlib before the kernel."""
+    (tmp_path / f"{module}.py").write_text(NOISY_MODULES[module] + "\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the fork server's, when it starts
     server = KernelForkServer(lesson_modules=(module,))
     try:
         assert server.fork_kernel(["-f", "unused.json"], os.getcwd(), dict(os.environ)) is None
