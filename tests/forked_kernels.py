@@ -34,8 +34,9 @@ import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 from typing import Any
+
+import psutil  # type: ignore[import-untyped]  # psutil ships no type hints here
 
 # Loaded before the kernel exists, as a cold kernel loads them: what they print goes to
 # the process's own stderr, which nbval discards either way.
@@ -62,22 +63,27 @@ _READY = "ready"
 class ForkedKernel:
     """A kernel process the fork server forked: what jupyter_client needs of a ``Popen``.
 
-    The kernel is the fork server's child, not this process's: it is watched through
-    /proc, and signalled only while the process there is still the one that was forked
-    (same pid, same start time).
+    The kernel is the fork server's child, not this process's. As sagakit does with the
+    dev servers it stops, it is watched and signalled through psutil, which knows the
+    process by its pid and start time and refuses a pid that a newer process took since.
     """
 
     stdin = stdout = stderr = None  # jupyter_client closes these if set
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._started = _start_time(pid)
+        self._process = psutil.Process(pid)
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
         """None while the kernel runs; its exit code is not ours to read, so 0 after."""
-        if self.returncode is None and _start_time(self.pid) != self._started:
-            self.returncode = 0
+        if self.returncode is None:
+            try:
+                ended = self._process.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                ended = True
+            if ended or not self._process.is_running():
+                self.returncode = 0
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -89,29 +95,14 @@ class ForkedKernel:
         return code
 
     def send_signal(self, signum: int) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, signum)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self._process.send_signal(signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
-
-
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (state first), or None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2 :].split()
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time, or None if it is gone (or a zombie)."""
-    fields = _stat(pid)
-    return None if fields is None or fields[0] == "Z" else fields[19]
 
 
 class KernelForkServer:
@@ -126,11 +117,6 @@ class KernelForkServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self.refused: str | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The fork server's pid, once started."""
-        return self._process.pid if self._process else None
 
     def fork_kernel(self, argv: list[str], cwd: str, env: dict[str, str]) -> ForkedKernel | None:
         """Fork a kernel with these ``ipykernel_launcher`` arguments; None: start it cold."""
@@ -149,11 +135,11 @@ class KernelForkServer:
             self.refused = answer or "the fork server exited"
             return None
         pid = int(answer)
+        kernel = ForkedKernel(pid)
         # It answers once the child has its own session: the group jupyter_client signals.
-        fields = _stat(pid)
-        if fields is None or int(fields[2]) != pid:
+        if os.getpgid(pid) != pid:
             raise RuntimeError(f"forked kernel {pid} is not in a process group of its own")
-        return ForkedKernel(pid)
+        return kernel
 
     def _started(self) -> subprocess.Popen[bytes] | None:
         if self.refused is not None:

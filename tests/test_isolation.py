@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import nbval.kernel as nbval_kernel  # type: ignore[import-untyped]  # no type hints
+import psutil  # type: ignore[import-untyped]  # no type hints
 import pytest
 from jupyter_client.manager import KernelManager
 from temporalio.client import Client
@@ -85,11 +86,6 @@ print(json.dumps({
 """
 
 
-def _parent_of(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
 def _probe(client: Any) -> dict[str, Any]:
     lines: list[str] = []
 
@@ -127,14 +123,9 @@ def test_a_notebook_kernel_is_forked_and_looks_like_a_cold_one(tmp_path: Path) -
             client.stop_channels()
             manager.shutdown_kernel(now=True)
     # Forked: its parent is this process's fork server, not this process.
-    server = forked.pop("parent")
-    assert (
-        Path(f"/proc/{server}/cmdline")
-        .read_bytes()
-        .split(b"\0")[1]
-        .endswith(b"tests/forked_kernels.py")
-    ), "the kernel was not forked"
-    assert _parent_of(server) == os.getpid()
+    server = psutil.Process(forked.pop("parent"))
+    assert server.cmdline()[1].endswith("tests/forked_kernels.py"), "the kernel was not forked"
+    assert server.ppid() == os.getpid()
     assert cold.pop("parent") == os.getpid()
     assert forked == cold
     assert forked["probe"] == "this launch only"
