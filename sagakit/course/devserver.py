@@ -548,6 +548,11 @@ class DevServer:
             # the default rollback journal, which syncs the file on every commit.
             "--sqlite-pragma", "journal_mode=wal",
             "--sqlite-pragma", "synchronous=normal",
+            # One partition per task queue, not the server's default of four: one process
+            # serves them all here, so more partitions only forward tasks and polls between
+            # themselves. The same workload costs the server about 7 % less CPU (measured).
+            "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+            "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
             "--ui-disable-news-fetch",
             "--log-level", "error",
         ]  # fmt: skip
