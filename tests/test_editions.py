@@ -210,3 +210,16 @@ def test_adopt_then_check_catches_an_edit_to_either_edition(
     assert editions.main(["--check"]) == 1
     with pytest.raises(editions.EditionError, match="exists already"):
         editions.adopt("42")
+
+
+def test_executing_a_path_that_is_no_notebook_is_refused_before_any_kernel_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    execute_notebooks = load_tool("execute_notebooks")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a notebook")
+    for wrong in (tmp_path / "missing.ipynb", text):
+        with pytest.raises(SystemExit) as exited:
+            execute_notebooks.main([str(wrong)])
+        assert exited.value.code == 2
+        assert f"not a notebook file: {wrong}" in capsys.readouterr().err

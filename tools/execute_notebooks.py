@@ -9,6 +9,7 @@ directory, and its outputs and execution counts are written back.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -51,7 +52,17 @@ def execute(path: Path) -> float:
 
 
 def main(argv: list[str]) -> int:
-    paths = [Path(a).resolve() for a in argv] or lesson_notebooks()
+    parser = argparse.ArgumentParser(
+        description="Re-execute notebooks in place, the way nbval runs them."
+    )
+    parser.add_argument(
+        "notebooks", nargs="*", type=Path, help="notebooks to execute (default: every notebook)"
+    )
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.notebooks if p.suffix != ".ipynb" or not p.is_file()]
+    if missing:
+        parser.error(f"not a notebook file: {', '.join(missing)}")
+    paths = [p.resolve() for p in args.notebooks] or lesson_notebooks()
     for path in paths:
         print(f"executing {path.relative_to(ROOT)} ...", flush=True)
         print(f"  done in {execute(path):.1f} s", flush=True)
