@@ -34,6 +34,7 @@ import pytest
 import sagakit.course.client
 from sagakit.course.devserver import DevServer, DevServerConfig
 from sagakit.course.errors import PortInUseError, ServerStartError
+from tests.assert_cache import write_rewritten_bytecode
 from tests.forked_kernels import KernelForkServer, forking_kernel_manager
 from tests.helpers import free_port
 
@@ -43,9 +44,17 @@ _fork_server: KernelForkServer | None = None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Set up the children's scratch folder, then this process's own dev server (see above)."""
+    """Cache the rewritten test modules once (pytest-xdist's controller: see tests/assert_cache.py).
+
+    In a process that runs tests: set up the children's scratch folder, then this process's
+    own dev server (see above).
+    """
     global _session_server
     if _is_xdist_controller(session.config):
+        # Before the test processes start (pytest-xdist starts them after this hook).
+        root = Path(__file__).parent
+        modules = [root / "conftest.py", root / "tests" / "conftest.py"]
+        write_rewritten_bytecode([*modules, *sorted(root.glob("tests/test_*.py"))], session.config)
         return
     _give_children_a_scratch_folder()
     if sagakit.course.client.configured_profile() is not None:
