@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TypeVar
 
 import pytest
@@ -41,15 +42,25 @@ async def poll(probe: Callable[[], Awaitable[T | None]], failure: Callable[[], s
 
 
 async def start(
-    client: Client, task_queue: str, plan: TripPlan, workflow: type = TripWorkflow
+    client: Client,
+    task_queue: str,
+    plan: TripPlan,
+    workflow: type = TripWorkflow,
+    *,
+    task_timeout: timedelta | None = None,
 ) -> WorkflowHandle[object, object]:
-    """Start ``workflow`` with ``plan`` on ``task_queue`` (its id is derived from the queue)."""
-    return await client.start_workflow(
+    """Start ``workflow`` with ``plan`` on ``task_queue`` (its id is derived from the queue).
+
+    ``task_timeout`` is the workflow task timeout (the server's default is 10 s).
+    """
+    handle: WorkflowHandle[object, object] = await client.start_workflow(
         workflow.run,  # type: ignore[attr-defined]
         plan,
         id=f"saga-{task_queue}",
         task_queue=task_queue,
+        task_timeout=task_timeout,
     )
+    return handle
 
 
 async def wait_until(check: Callable[[], bool], what: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,11 @@ async def test_a_bug_schedules_no_undo_and_a_fixed_worker_finishes_the_same_run(
     async with running_worker(
         client, task_queue=task_queue, workflows=[BuggyTripWorkflow], activities=ACTIVITIES
     ):
-        handle = await start(client, task_queue, plan, BuggyTripWorkflow)
+        # The old worker may take the task's retry before it stops; the new worker then gets
+        # it when that attempt times out: after 2 s, not the default 10 s.
+        handle = await start(
+            client, task_queue, plan, BuggyTripWorkflow, task_timeout=timedelta(seconds=2)
+        )
         failed_task = await wait_for_event(handle, "workflow_task_failed_event_attributes")
     stuck = await handle.fetch_history()
     # Version 2 of the same workflow type, on the same task queue, takes over the run.
