@@ -52,9 +52,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     global _session_server
     if _is_xdist_controller(session.config):
         # Before the test processes start (pytest-xdist starts them after this hook).
-        root = Path(__file__).parent
-        modules = [root / "conftest.py", root / "tests" / "conftest.py"]
-        write_rewritten_bytecode([*modules, *sorted(root.glob("tests/test_*.py"))], session.config)
+        # The files pytest rewrites: conftests, and test modules by its own python_files rule.
+        tests = Path(__file__).parent / "tests"
+        patterns = session.config.getini("python_files")
+        modules = sorted({path for pattern in patterns for path in tests.glob(pattern)})
+        write_rewritten_bytecode([tests / "conftest.py", *modules], session.config)
         return
     _give_children_a_scratch_folder()
     if sagakit.course.client.configured_profile() is not None:
