@@ -25,6 +25,7 @@ Run as a script, this file is the fork server (``python tests/forked_kernels.py`
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -271,6 +272,10 @@ def main(lesson_modules: list[str]) -> None:
         return
     # Forked kernels are reaped by the system as they end; this process never waits.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # What was loaded ahead lives as long as a kernel does: left out of the kernels' full
+    # garbage collections, which would otherwise walk it, and write to every page of it
+    # that the fork shares, each time.
+    gc.freeze()
     for line in sys.stdin.buffer:
         if threading.active_count() != 1 or len(os.listdir("/proc/self/task")) != 1:
             os.write(1, b"refused: the fork server has more than one thread\n")
