@@ -25,12 +25,15 @@ a file or heading that does not exist stops the build (the list is printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import io
 import json
 import re
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,6 +177,25 @@ def _lay_out(work: Path) -> Path:
     return source
 
 
+@contextlib.contextmanager
+def _cycles_collected_after() -> Iterator[None]:
+    """Turn Python's cyclic garbage collector off for the block, and collect once after it.
+
+    A build grows docutils trees that live until it ends, and the collector walked them
+    again and again: about a sixth of the build's CPU (17.4 to 18.4 s against 14.5 to
+    16.2 s, with 140 MB more memory at the peak), and more in a test process, whose own
+    objects it walked each time too.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+            gc.collect()
+
+
 def build(
     out: Path = DEFAULT_OUT, *, strict: bool = True, work: Path = WORK
 ) -> tuple[list[Path], list[str]]:
@@ -203,6 +225,7 @@ def build(
     # The theme and extensions use Sphinx APIs that a later Sphinx removes: their business,
     # not a reason to stop (pytest turns warnings into errors).
     with (
+        _cycles_collected_after(),
         patch_docutils(CONF),
         docutils_namespace(),
         warnings.catch_warnings(),
