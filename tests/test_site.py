@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import gc
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -288,3 +289,25 @@ def test_a_link_to_a_missing_page_stops_the_build(
     monkeypatch.setattr(site_tool, "DOCS", tmp_path / "docs")
     with pytest.raises(site_tool.BrokenLinkError, match=r"01-gone\.ipynb"):
         site_tool.build(tmp_path / "site", work=tmp_path / "work")
+
+
+def test_the_build_gives_the_garbage_collector_back_even_when_it_fails() -> None:
+    """Sphinx runs with the cyclic collector off, in the caller's process (a test process)."""
+    seen: list[bool] = []
+
+    def failing_build() -> None:
+        with site_tool._cycles_collected_after():
+            seen.append(gc.isenabled())
+            raise RuntimeError("Sphinx failed")
+
+    with pytest.raises(RuntimeError, match="Sphinx failed"):
+        failing_build()
+    assert seen == [False]
+    assert gc.isenabled()
+    gc.disable()  # a caller that had turned it off finds it off
+    try:
+        with site_tool._cycles_collected_after():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
