@@ -100,7 +100,7 @@ def _give_children_a_scratch_folder() -> None:
 
     The kernels' IPython folder goes there too: IPython keeps a history database in it, and
     the tests' 50 kernels wrote their sessions into the learner's ~/.ipython (the kernels of
-    the test processes, starting at once, into one SQLite file). So do the Jupyter
+    the four test processes, starting at once, into one SQLite file). So do the Jupyter
     runtime files (each kernel's connection file), which went to the learner's runtime folder.
     """
     global _scratch
@@ -140,16 +140,15 @@ def _start_kernels_forked_on_unix_sockets(folder: Path) -> None:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: three test processes more than there are cores.
+    """``-n auto``: two test processes more than there are cores.
 
-    The tests and the notebooks wait on servers, timers and child processes for much of
-    their time (most lessons keep a core busy a tenth to a fifth of their run): on two
-    cores with two processes the CPU was idle a third of the run, with four 14 % of it,
-    with five 7 % (49 core-seconds in two clean-clone runs, against 97 to 101 with four).
-    Six cut the idle time to 22 core-seconds and took no less time: each process pays its
-    own start, collection and dev server.
+    The tests wait on servers, timers and child processes for part of the time: on two
+    cores with two processes the CPU was idle a third of the run, with three a fifth, with
+    four a tenth (406 s instead of 442 s). Five halved the idle time again, but the run's
+    busy time grew by as much or more (clean-clone runs of the same code, one after the
+    other: 358 s with four, 365 s with five).
     """
-    return len(os.sched_getaffinity(0)) + 3
+    return len(os.sched_getaffinity(0)) + 2
 
 
 # The files that take longest (seconds, from `pytest --durations=0` of a clean-clone run on
