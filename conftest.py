@@ -220,9 +220,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave this process's objects out of the garbage collections of its exit.
 
     When a test process exits, the interpreter collects its garbage over every object it
-    still holds (the collected tests, the notebooks' cells, the clients): after a whole run
-    that took each of the five test processes 3 s of CPU, all at once at the end of the run,
-    for memory the process was about to hand back anyway. pytest's own last collection,
-    which reports exceptions raised in finalizers, has run by now.
+    still holds (the collected tests, the notebooks' cells, the clients): after a whole run,
+    py-spy found every test process in those collections for three seconds and more, all at
+    once at the end of the run, over memory each was about to hand back anyway. pytest's own
+    last collection, which reports exceptions raised in finalizers, has run by now.
     """
     gc.freeze()
