@@ -59,9 +59,9 @@ def main(argv: list[str]) -> int:
         "notebooks", nargs="*", type=Path, help="notebooks to execute (default: every notebook)"
     )
     args = parser.parse_args(argv)
-    missing = [str(p) for p in args.notebooks if p.suffix != ".ipynb" or not p.is_file()]
-    if missing:
-        parser.error(f"not a notebook file: {', '.join(missing)}")
+    not_notebooks = [str(p) for p in args.notebooks if p.suffix != ".ipynb" or not p.is_file()]
+    if not_notebooks:
+        parser.error(f"not a notebook file: {', '.join(not_notebooks)}")
     paths = [p.resolve() for p in args.notebooks] or lesson_notebooks()
     for path in paths:
         print(f"executing {path.relative_to(ROOT)} ...", flush=True)
