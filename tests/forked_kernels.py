@@ -40,8 +40,24 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]  # psutil ships no type hints here
 
 # Loaded before the kernel exists, as a cold kernel loads them: what they print goes to
-# the process's own stderr, which nbval discards either way.
-KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell")
+# the process's own stderr, which nbval discards either way. Besides ipykernel's own
+# modules, what a cold kernel imports while it starts, before any cell: its debugger
+# (debugpy, whose import warns about frozen modules on stderr and sets
+# PYDEVD_USE_FRAME_EVAL, see ``_become_kernel``), the history's sqlite3, the magics'
+# and extensions' modules.
+KERNEL_MODULES = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.debugger",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "pdb",
+    "sqlite3",
+    "tornado.platform.asyncio",
+)
 # Loaded by the lessons' first cells; checked to load silently (see above).
 LESSON_MODULES = (
     "temporalio.activity",
@@ -59,6 +75,8 @@ LESSON_MODULES = (
 NOT_AHEAD = ("matplotlib", "ipywidgets")
 
 _READY = "ready"
+# Environment variables the kernel modules set while the fork server loaded them.
+_SET_WHILE_LOADING: dict[str, str] = {}
 
 
 class ForkedKernel:
@@ -212,8 +230,12 @@ def _load_ahead(lesson_modules: list[str]) -> str:
     # ipykernel reads its parent's pid from the environment when it is imported (to exit
     # when the parent does): the parent of the kernels forked here is this process.
     os.environ["JPY_PARENT_PID"] = str(os.getpid())
+    before = dict(os.environ)
     for name in KERNEL_MODULES:
         importlib.import_module(name)
+    _SET_WHILE_LOADING.update(
+        (name, value) for name, value in os.environ.items() if before.get(name) != value
+    )
     printed = io.StringIO()
     with (
         warnings.catch_warnings(record=True) as caught,
@@ -250,6 +272,10 @@ def _become_kernel(request: dict[str, Any]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        # A cold kernel's imports set these in its environment (where unset), which its
+        # children inherit; here they ran in the fork server, whose environment is gone.
+        for name, value in _SET_WHILE_LOADING.items():
+            os.environ.setdefault(name, value)
         sys.argv = ["ipykernel_launcher", *request["argv"]]
         runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
     except SystemExit as exit:

@@ -82,6 +82,7 @@ print(json.dumps({
     "probe": os.environ.get("SAGAKIT_KERNEL_PROBE"), "own_group": os.getpgid(0) == os.getpid(),
     "sigchld": int(signal.getsignal(signal.SIGCHLD)), "parent": os.getppid(),
     "ahead": [m for m in ("matplotlib", "ipywidgets") if m in sys.modules],
+    "environ": {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"},
 }))
 """
 
@@ -102,7 +103,8 @@ def _probe(client: Any) -> dict[str, Any]:
 def test_a_notebook_kernel_is_forked_and_looks_like_a_cold_one(tmp_path: Path) -> None:
     """nbval's kernels are forked from the test process's fork server (it has imported what
     every kernel imports), and a notebook sees what it sees in a kernel started cold: the
-    same sys.path, folder, arguments and environment, a process group of its own, and no
+    same sys.path, folder, arguments and environment (with what the kernel's own imports
+    set in it, such as debugpy's PYDEVD_USE_FRAME_EVAL), a process group of its own, and no
     matplotlib or ipywidgets loaded before the notebook loads them."""
     env = {**os.environ, "SAGAKIT_KERNEL_PROBE": "this launch only"}
     cold_manager = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "cold"))
@@ -131,6 +133,7 @@ def test_a_notebook_kernel_is_forked_and_looks_like_a_cold_one(tmp_path: Path) -
     assert forked["probe"] == "this launch only"
     assert forked["own_group"]
     assert forked["ahead"] == []
+    assert forked["environ"]["PYDEVD_USE_FRAME_EVAL"] == "NO"
 
 
 NOISY_MODULES = {
