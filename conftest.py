@@ -38,6 +38,7 @@ from sagakit.course.errors import PortInUseError, ServerStartError
 from tests.assert_cache import write_rewritten_bytecode
 from tests.forked_kernels import KernelForkServer, forking_kernel_manager
 from tests.helpers import free_port
+from tests.run_order import LONG_FILES, WAITING_FILES, hand_out_order
 
 _session_server: DevServer | None = None
 _scratch: Path | None = None
@@ -151,49 +152,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return len(os.sched_getaffinity(0)) + 2
 
 
-# The files that take longest (seconds, from `pytest --durations=0` of a clean-clone run on
-# two cores). With --dist=loadfile a file runs whole on one worker, in the order they were
-# collected, and the notebooks are collected last; handing out the long ones first (the
-# lessons of 17 s and more among them) keeps one of them from running alone at the end of
-# the run while the other workers sit idle. tests/test_site.py is not among them although
-# it took 53 s: it shares the site build with tests/test_browser.py, and its own checks take
-# seconds; started later it finds the site that test_browser's worker built first, where
-# started at once its worker waited half a minute for the build, doing nothing.
-LONG_FILES: dict[str, int] = {
-    "tests/test_browser.py": 82,
-    "tests/test_cli.py": 70,
-    "tests/test_exercises.py": 53,
-    "tests/test_process_faults.py": 42,
-    "tests/test_benchmarks.py": 36,
-    "tests/test_lesson_timeouts.py": 32,
-    "tests/test_server_gone.py": 31,
-    "notebooks/09a-sagas-under-faults.ipynb": 30,
-    "tests/test_chaos.py": 30,
-    "tests/test_class.py": 30,
-    "notebooks/solutions/07a-activity-timeouts-and-heartbeats.ipynb": 28,
-    "notebooks/solutions/09a-sagas-under-faults.ipynb": 28,
-    "notebooks/01-concurrency-scalability-reliability.ipynb": 27,
-    "notebooks/solutions/01-concurrency-scalability-reliability.ipynb": 26,
-    "notebooks/solutions/12-the-fine-print.ipynb": 23,
-    "notebooks/12-the-fine-print.ipynb": 23,
-    "tests/test_concurrency.py": 23,
-    "tests/test_devserver.py": 22,
-    "notebooks/07a-activity-timeouts-and-heartbeats.ipynb": 22,
-    "notebooks/solutions/10-idempotency-keys.ipynb": 21,
-    "notebooks/solutions/04-durable-execution-idempotence-determinism.ipynb": 21,
-    "tests/test_lesson_longlived.py": 19,
-    "notebooks/solutions/13-long-lived-workflows.ipynb": 19,
-    "notebooks/13-long-lived-workflows.ipynb": 19,
-    "notebooks/04-durable-execution-idempotence-determinism.ipynb": 18,
-    "notebooks/solutions/11-choreography-vs-orchestration.ipynb": 18,
-    "notebooks/10-idempotency-keys.ipynb": 18,
-    "notebooks/solutions/07-queries-signals-retries-history.ipynb": 17,
-}
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the long files first (a stable sort: every file stays whole and in its own order)."""
-    items.sort(key=lambda item: -LONG_FILES.get(item.nodeid.partition("::")[0], 0))
+    """Hand the long files out first, in ``hand_out_order``; the rest as collected.
+
+    A stable sort: every file stays whole and in its own order.
+    """
+    rank = {name: place for place, name in enumerate(hand_out_order(LONG_FILES, WAITING_FILES))}
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
