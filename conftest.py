@@ -101,7 +101,7 @@ def _give_children_a_scratch_folder() -> None:
 
     The kernels' IPython folder goes there too: IPython keeps a history database in it, and
     the tests' 50 kernels wrote their sessions into the learner's ~/.ipython (the kernels of
-    the four test processes, starting at once, into one SQLite file). So do the Jupyter
+    the test processes, starting at once, into one SQLite file). So do the Jupyter
     runtime files (each kernel's connection file), which went to the learner's runtime folder.
     """
     global _scratch
@@ -141,15 +141,19 @@ def _start_kernels_forked_on_unix_sockets(folder: Path) -> None:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: two test processes more than there are cores.
+    """``-n auto``: three test processes more than there are cores.
 
-    The tests wait on servers, timers and child processes for part of the time: on two
-    cores with two processes the CPU was idle a third of the run, with three a fifth, with
-    four a tenth (406 s instead of 442 s). Five halved the idle time again, but the run's
-    busy time grew by as much or more (clean-clone runs of the same code, one after the
-    other: 358 s with four, 365 s with five).
+    The tests and the notebooks wait on servers, timers and child processes for much of
+    their time (most lessons keep a core busy a tenth to a fifth of their run): on two
+    cores with two processes the CPU was idle a third of the run, with four about 90
+    core-seconds of a clean-clone run, with five about 40. A fifth process pays its own
+    start, collection and dev server, but over 21 clean-clone runs the CPU's busy time was
+    the same with four and five (about 660 core-seconds on average), and the runs with five
+    took 349 s where those with four took 385 s (medians of ten runs with four and eleven
+    with five, of nearly the same code, over two working sessions; three runs back to back
+    took 394 s with four, 366 s with five, 394 s with four).
     """
-    return len(os.sched_getaffinity(0)) + 2
+    return len(os.sched_getaffinity(0)) + 3
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

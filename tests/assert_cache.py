@@ -3,7 +3,7 @@
 pytest rewrites the ``assert`` statements of every test module it imports, so a failing
 assert can say what its operands were, and caches the result in ``__pycache__``
 (``test_x.cpython-311-pytest-9.2.0.pyc``). On a fresh clone there is no cache yet, and
-the four test processes that pytest-xdist starts at the same moment each rewrite all
+the test processes (five here) that pytest-xdist starts at the same moment each rewrite all
 seventy modules: 2.6 s of CPU each, for the same files. The controlling process calls
 :func:`write_rewritten_bytecode` first (2.6 s on one core), and the test processes find
 the cache.
