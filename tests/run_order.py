@@ -43,10 +43,10 @@ LONG_FILES: dict[str, int] = {
 
 
 # Long files that mostly wait (for timeouts, heartbeats and killed workers to play out):
-# a tenth of a core or less each, where the others keep a third to a half busy. Handed out
-# in order of length they came out together, and with three of them running at once, and
-# the long lessons beside them, the CPU sat idle for seconds at a time in the middle of the
-# run. They are spread out among the long files instead, each beside busier ones.
+# about a tenth of a core each, where the others keep a third to a half busy. Handed out in
+# order of length, two of them ran side by side with the long lessons, and the CPU sat idle
+# for seconds at a time in the middle of the run. They are spread out among the long files
+# instead, each beside busier ones (one run could not show a gain: benchmarks/README.md).
 WAITING_FILES = frozenset(
     {
         "tests/test_process_faults.py",
