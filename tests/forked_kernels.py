@@ -75,8 +75,6 @@ LESSON_MODULES = (
 NOT_AHEAD = ("matplotlib", "ipywidgets")
 
 _READY = "ready"
-# Environment variables the kernel modules set while the fork server loaded them.
-_SET_WHILE_LOADING: dict[str, str] = {}
 
 
 class ForkedKernel:
@@ -223,8 +221,8 @@ def forking_kernel_manager(server: KernelForkServer) -> type[Any]:
     return ForkedKernelManager
 
 
-def _load_ahead(lesson_modules: list[str]) -> str:
-    """Import what every kernel imports; the reason not to serve, or "ready"."""
+def _load_kernel_modules() -> dict[str, str]:
+    """Import what a kernel imports as it starts; the environment variables that set."""
     import importlib
 
     # ipykernel reads its parent's pid from the environment when it is imported (to exit
@@ -233,9 +231,13 @@ def _load_ahead(lesson_modules: list[str]) -> str:
     before = dict(os.environ)
     for name in KERNEL_MODULES:
         importlib.import_module(name)
-    _SET_WHILE_LOADING.update(
-        (name, value) for name, value in os.environ.items() if before.get(name) != value
-    )
+    return {name: value for name, value in os.environ.items() if before.get(name) != value}
+
+
+def _load_ahead(lesson_modules: list[str]) -> str:
+    """Import what every lesson imports first; the reason not to serve, or "ready"."""
+    import importlib
+
     printed = io.StringIO()
     with (
         warnings.catch_warnings(record=True) as caught,
@@ -255,8 +257,11 @@ def _load_ahead(lesson_modules: list[str]) -> str:
     return _READY
 
 
-def _become_kernel(request: dict[str, Any]) -> None:
-    """In the forked child: turn into ``python -m ipykernel_launcher ARGV`` and never return."""
+def _become_kernel(request: dict[str, Any], set_while_loading: dict[str, str]) -> None:
+    """In the forked child: turn into ``python -m ipykernel_launcher ARGV`` and never return.
+
+    ``set_while_loading``: what the kernel modules set in the fork server's environment.
+    """
     import atexit
     import runpy
 
@@ -274,7 +279,7 @@ def _become_kernel(request: dict[str, Any]) -> None:
         os.environ.update(request["env"])
         # A cold kernel's imports set these in its environment (where unset), which its
         # children inherit; here they ran in the fork server, whose environment is gone.
-        for name, value in _SET_WHILE_LOADING.items():
+        for name, value in set_while_loading.items():
             os.environ.setdefault(name, value)
         sys.argv = ["ipykernel_launcher", *request["argv"]]
         runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
@@ -292,6 +297,7 @@ def main(lesson_modules: list[str]) -> None:
     """The fork server: load ahead, say so, then fork a kernel for each request line."""
     # A cold kernel's sys.path has no script folder first (ipykernel_launcher drops it).
     del sys.path[0]
+    set_while_loading = _load_kernel_modules()
     answer = _load_ahead(lesson_modules)
     os.write(1, f"{answer}\n".encode())
     if answer != _READY:
@@ -307,7 +313,7 @@ def main(lesson_modules: list[str]) -> None:
             os.write(1, b"refused: the fork server has more than one thread\n")
             return
         if os.fork() == 0:
-            _become_kernel(json.loads(line))
+            _become_kernel(json.loads(line), set_while_loading)
 
 
 if __name__ == "__main__":
