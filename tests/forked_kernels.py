@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import io
 import json
 import os
@@ -223,8 +224,6 @@ def forking_kernel_manager(server: KernelForkServer) -> type[Any]:
 
 def _load_kernel_modules() -> dict[str, str]:
     """Import what a kernel imports as it starts; the environment variables that set."""
-    import importlib
-
     # ipykernel reads its parent's pid from the environment when it is imported (to exit
     # when the parent does): the parent of the kernels forked here is this process.
     os.environ["JPY_PARENT_PID"] = str(os.getpid())
@@ -236,8 +235,6 @@ def _load_kernel_modules() -> dict[str, str]:
 
 def _load_ahead(lesson_modules: list[str]) -> str:
     """Import what every lesson imports first; the reason not to serve, or "ready"."""
-    import importlib
-
     printed = io.StringIO()
     with (
         warnings.catch_warnings(record=True) as caught,
