@@ -64,12 +64,16 @@ LAB_TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(24))'
 LAB_QUIET := --log-level=WARN --LabApp.log_level=WARN --ServerApp.jpserver_extensions=jupyter_lsp=False \
 	--LabApp.news_url=None \
 	--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate
+# Each kernel's messages are encrypted (CurveZMQ keys that JupyterLab makes for every kernel whose
+# kernelspec supports them, as ipykernel's does): over plain TCP, ipykernel warns of eavesdropping
+# in the terminal every time a notebook starts its kernel.
+LAB_KERNELS := --KernelManager.transport_encryption=auto
 
 lab: setup
 	@$(BIN)/python -m sagakit server start
 	@echo "JupyterLab: open http://127.0.0.1:$(LAB_PORT)/lab?token=$(LAB_TOKEN)"
 	@echo "(Ctrl-C stops JupyterLab; the Temporal server keeps running until make server-stop)"
-	@JUPYTER_TOKEN=$(LAB_TOKEN) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --notebook-dir=notebooks $(LAB_ROOT) $(LAB_QUIET)
+	@JUPYTER_TOKEN=$(LAB_TOKEN) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --notebook-dir=notebooks $(LAB_ROOT) $(LAB_QUIET) $(LAB_KERNELS)
 
 ## test: lint, then the type check and pytest side by side (sagakit tests and every notebook
 ## under nbval)
