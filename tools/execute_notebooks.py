@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,18 +30,25 @@ def lesson_notebooks() -> list[Path]:
 
 def execute(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
-    km = KernelManager(
-        kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_spec_manager=NbvalKernelspecManager()
-    )
-    client = NotebookClient(
-        nb,
-        km=km,
-        timeout=300,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    started = time.perf_counter()
-    client.execute()
-    elapsed = time.perf_counter() - started
+    # The kernel listens on Unix sockets in a folder of its own, as nbval's kernels do in the
+    # tests (over TCP, ipykernel warns of unencrypted traffic every time a kernel starts). The
+    # folder's path stays short: a socket's path may not be longer than about 100 bytes.
+    with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+        km = KernelManager(
+            kernel_name=CURRENT_ENV_KERNEL_NAME,
+            kernel_spec_manager=NbvalKernelspecManager(),
+            transport="ipc",
+            ip=str(Path(sockets) / "k"),
+        )
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=300,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        started = time.perf_counter()
+        client.execute()
+        elapsed = time.perf_counter() - started
     # The kernelspec must name a kernel every learner has, not nbval's internal one.
     nb.metadata["kernelspec"] = {
         "name": "python3",
