@@ -229,11 +229,12 @@ def test_executing_a_notebook_writes_its_outputs_without_a_kernel_warning(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     execute_notebooks = load_tool("execute_notebooks")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    notebook = _new_notebook()
+    notebook.cells = [_cell("code", "print(6 * 7)")]
     path = tmp_path / "tiny.ipynb"
-    nbformat.write(notebook, path)
+    _write(notebook, path)
     execute_notebooks.execute(path)
-    [cell] = nbformat.read(path, as_version=4).cells
+    [cell] = _read(path).cells
     assert [output.get("text") for output in cell.outputs] == ["42\n"]
     assert cell.execution_count == 1
     # The kernel inherits this process's standard error: whatever it warns lands here.
