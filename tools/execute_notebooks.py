@@ -47,7 +47,9 @@ def execute(path: Path) -> float:
             resources={"metadata": {"path": str(path.parent)}},
         )
         started = time.perf_counter()
-        client.execute()
+        # The kernel manager is ours, so nbclient would leave the kernel running (and its
+        # client's sockets open) when the notebook ends: it is shut down here instead.
+        client.execute(cleanup_kc=True)
         elapsed = time.perf_counter() - started
     # The kernelspec must name a kernel every learner has, not nbval's internal one.
     nb.metadata["kernelspec"] = {
