@@ -45,11 +45,18 @@ async def _execute(channels: HTTPRequest, code: str) -> str:
     """Run `code` over a kernel's websocket, as JupyterLab's page does; what it printed."""
     connection = await websocket_connect(channels)
     request_id = uuid.uuid4().hex
-    header = {"msg_id": request_id, "msg_type": "execute_request", "session": uuid.uuid4().hex}
+    header = {
+        "msg_id": request_id,
+        "msg_type": "execute_request",
+        "session": uuid.uuid4().hex,
+        "username": "learner",
+        "version": "5.3",
+        "date": "",
+    }
     await connection.write_message(
         json.dumps(
             {
-                "header": {**header, "username": "learner", "version": "5.3", "date": ""},
+                "header": header,
                 "parent_header": {},
                 "metadata": {},
                 "content": {"code": code, "silent": False},
