@@ -231,14 +231,6 @@ def test_stop_with_an_impossible_pid_signals_nothing(tmp_path: Path, pid: int) -
 # -- start: interrupted, raced, refused ------------------------------------------------------------
 
 
-def _temporal_child(parent: psutil.Process, db: Path) -> psutil.Process | None:
-    for child in parent.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if str(db) in " ".join(child.cmdline()):
-                return child
-    return None
-
-
 def _default_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
@@ -280,8 +272,11 @@ def test_ctrl_c_during_start_leaves_no_server_behind(tmp_path: Path) -> None:
         cli_process.suspend()
         while cli_process.status() != psutil.STATUS_STOPPED:
             time.sleep(0.001)
-        spawned = _temporal_child(cli_process, tmp_path)
-        assert spawned is not None, "the record names no server the CLI started"
+        # The server is the process the record names. Look it up by pid, not by its command
+        # line: a server that exited already (a random port of its own was taken meanwhile, on
+        # a busy machine) has no command line left, but stays the CLI's child until reaped.
+        spawned = psutil.Process(json.loads(record.read_text())["pid"])
+        assert spawned.ppid() == cli.pid, "the record names no server the CLI started"
         cli.send_signal(signal.SIGINT)  # Ctrl-C, delivered when the CLI goes on
         cli_process.resume()
         out, err = cli.communicate(timeout=30)
