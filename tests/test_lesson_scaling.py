@@ -14,9 +14,11 @@ from sagakit.course.lessons.scaling import (
     FlakyBatch,
     FlakyBatchWorkflow,
     Order,
+    WorkSpan,
     call_flaky_service,
     create_stock_database,
     max_in_flight,
+    most_at_once,
     predict_outcomes,
     probability_all_fail,
     run_orders,
@@ -97,7 +99,31 @@ async def test_run_orders_handles_every_order_through_the_shared_database(
     )
     assert (measured.workers, measured.workflows) == (2, 4)
     assert measured.per_second > 0
+    assert measured.most_at_once == 1, "the write lock lets one order work at a time"
     assert stock_left(database) == 6
+
+
+async def test_run_orders_works_on_independent_orders_side_by_side(
+    client: Client, task_queue: str
+) -> None:
+    measured = await run_orders(
+        client,
+        workers=2,
+        orders=4,
+        order=Order(seconds=0.6),
+        task_queue=task_queue,
+        id_prefix=f"order-{task_queue}",
+    )
+    # Each worker has one activity slot: two at once, never more.
+    assert measured.most_at_once == 2
+
+
+def test_most_at_once_counts_overlapping_spans() -> None:
+    assert most_at_once([]) == 0
+    assert most_at_once([WorkSpan(0, 1)]) == 1
+    assert most_at_once([WorkSpan(0, 1), WorkSpan(1, 2), WorkSpan(2, 3)]) == 1, "a hand-over"
+    assert most_at_once([WorkSpan(0, 4), WorkSpan(1, 2), WorkSpan(3, 5)]) == 2
+    assert most_at_once(iter([WorkSpan(2, 3), WorkSpan(0, 3), WorkSpan(1, 2.5)])) == 3
 
 
 async def test_run_orders_needs_a_worker(client: Client, task_queue: str) -> None:

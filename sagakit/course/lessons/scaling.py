@@ -6,9 +6,11 @@ Three small programs, one per idea:
   once (concurrency ↠). :func:`max_in_flight` reads from the workflow's History
   how many of them were running at the same time.
 * :class:`OrderWorkflow` handles one order; :func:`run_orders` runs a batch of
-  them with 1, 2, 4 … workers and measures workflows per second (scalability 📈).
-  With a shared SQLite database each order holds the database's single write
-  lock while it works, a bottleneck that more workers cannot remove.
+  them with 1, 2, 4 … workers and measures workflows per second (scalability 📈),
+  and how many orders were being worked on at the same moment
+  (:func:`most_at_once`). With a shared SQLite database each order holds the
+  database's single write lock while it works, a bottleneck that more workers
+  cannot remove.
 * :class:`FlakyBatchWorkflow` calls a flaky service many times, with or
   without Temporal retries (reliability ✅). Which attempt fails is decided by
   a seeded :class:`~sagakit.FaultPlan`, so :func:`predict_outcomes` can
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -44,10 +47,12 @@ __all__ = [
     "OrderWorkflow",
     "SlowCall",
     "Throughput",
+    "WorkSpan",
     "call_flaky_service",
     "create_stock_database",
     "handle_order",
     "max_in_flight",
+    "most_at_once",
     "predict_outcomes",
     "probability_all_fail",
     "run_orders",
@@ -148,20 +153,39 @@ class Order:
     book from the stock and does its work while holding the database's write lock."""
 
 
+@dataclass(frozen=True)
+class WorkSpan:
+    """When one order's work began and ended, as :func:`handle_order` measured it.
+
+    Both are readings of the machine's monotonic clock (``time.monotonic()``), in
+    seconds. They compare across workers on one machine, as in the lesson; workers
+    on different machines would each have a clock of their own.
+    """
+
+    started: float
+    """When the work began (with a shared database: once the write lock was held)."""
+    finished: float
+    """When the work ended (with a shared database: before the lock was released)."""
+
+
 @activity.defn
-def handle_order(order: Order) -> None:
+def handle_order(order: Order) -> WorkSpan:
     """Activity: handle one order, optionally inside one write transaction of a shared database.
 
     SQLite lets one writer at a time hold its write lock (``BEGIN IMMEDIATE``);
     others wait. Work done while holding it is serial, however many workers run.
+    Returns when the work began and ended.
     """
     if order.database is None:
+        started = time.monotonic()
         time.sleep(order.seconds)
-        return
+        return WorkSpan(started, time.monotonic())
     # BEGIN IMMEDIATE takes the single write lock (or waits for it); COMMIT releases it.
     with contextlib.closing(connect(order.database)) as db, immediate_transaction(db):
+        started = time.monotonic()
         db.execute("UPDATE stock SET count = count - 1 WHERE item = 'book'")
         time.sleep(order.seconds)  # the work happens while the lock is held
+        return WorkSpan(started, time.monotonic())
 
 
 @workflow.defn
@@ -169,11 +193,28 @@ class OrderWorkflow:
     """Workflow: handle one order with one activity."""
 
     @workflow.run
-    async def run(self, order: Order) -> None:
-        """Run :func:`handle_order` once."""
-        await workflow.execute_activity(
+    async def run(self, order: Order) -> WorkSpan:
+        """Run :func:`handle_order` once; return when its work began and ended."""
+        return await workflow.execute_activity(
             handle_order, order, start_to_close_timeout=timedelta(seconds=60)
         )
+
+
+def most_at_once(spans: Iterable[WorkSpan]) -> int:
+    """Return the most spans that were under way at the same moment (0 for none).
+
+    A span that ends exactly when another begins does not overlap it: one order
+    handing the lock to the next is one at a time.
+    """
+    edges: list[tuple[float, int]] = []
+    for span in spans:
+        edges += [(span.started, 1), (span.finished, -1)]
+    edges.sort()  # in time order; at the same moment (t, -1), an end, sorts before a start
+    under_way = highest = 0
+    for _moment, change in edges:
+        under_way += change
+        highest = max(highest, under_way)
+    return highest
 
 
 def create_stock_database(path: str, books: int = 1000) -> str:
@@ -201,6 +242,10 @@ class Throughput:
     """How many order workflows ran to completion."""
     seconds: float
     """Wall-clock time from starting the first workflow until the last one finished."""
+    most_at_once: int
+    """The most orders whose work was under way at the same moment (:func:`most_at_once`).
+    Unlike :attr:`seconds`, it does not grow when the machine is busy: it counts what
+    the workers did, not how long starting workflows and handing out tasks took."""
 
     @property
     def per_second(self) -> float:
@@ -222,8 +267,10 @@ async def run_orders(
     Each worker has its own connection to the server and runs one activity at
     a time (``max_concurrent_activities=1``), like a small machine of its own;
     all of them poll the same task queue, so the server spreads the orders
-    over them. The clock runs from the first start
-    until the last result; starting and stopping the workers is not counted.
+    over them. The clock runs from the first start until the last result;
+    starting and stopping the workers is not counted. Each order also reports
+    when its work began and ended, from which :attr:`Throughput.most_at_once`
+    counts how many orders were worked on at the same moment.
 
     Args:
         client: A connected Temporal client.
@@ -234,7 +281,7 @@ async def run_orders(
         id_prefix: Workflow ids are ``f"{id_prefix}-{n}"``; a rerun replaces older runs.
 
     Returns:
-        The measured throughput.
+        The measured throughput, and the most orders worked on at once.
 
     Raises:
         ConfigurationError: ``workers`` or ``orders`` is less than 1.
@@ -269,9 +316,11 @@ async def run_orders(
                 for n in range(1, orders + 1)
             )
         )
-        await asyncio.gather(*(handle.result() for handle in handles))
+        spans = await asyncio.gather(*(handle.result() for handle in handles))
         elapsed = time.perf_counter() - started
-    return Throughput(workers=workers, workflows=orders, seconds=elapsed)
+    return Throughput(
+        workers=workers, workflows=orders, seconds=elapsed, most_at_once=most_at_once(spans)
+    )
 
 
 async def _own_connection(client: Client) -> Client:
