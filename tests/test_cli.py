@@ -271,6 +271,7 @@ def test_ctrl_c_during_start_leaves_no_server_behind(tmp_path: Path) -> None:
         cli_process = psutil.Process(cli.pid)
         cli_process.suspend()
         while cli_process.status() != psutil.STATUS_STOPPED:
+            assert cli.poll() is None, "the CLI finished before it could be interrupted"
             time.sleep(0.001)
         # The server is the process the record names. Look it up by pid, not by its command
         # line: a server that exited already (a random port of its own was taken meanwhile, on
